@@ -1,0 +1,30 @@
+"""Celery's settings, read from the same environment variables as the web process."""
+
+import os
+
+from notifier.settings import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+result_backend = _settings.redis_url
+result_expires = 24 * 3600
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+# A job is acknowledged only once it is done, and handed back to the queue if its worker dies.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+# With Redis as broker, a message nobody acknowledged comes back after this many seconds.
+broker_transport_options = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT") or 3600),
+}
+
+broker_connection_retry_on_startup = True
+# Submitting while the broker is down fails fast (the web answers 503) instead of hanging.
+task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
+                             "interval_max": 1}
+broker_connection_timeout = 3

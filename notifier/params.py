@@ -1,0 +1,70 @@
+"""Declared job parameters: the one description of a param that the form, the API and the task share."""
+
+import math
+from dataclasses import dataclass
+
+
+class ParamsInvalid(ValueError):
+    """Bad params; ``errors`` maps each offending field to a message a person can act on."""
+
+    def __init__(self, errors):
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Param:
+    """One named, typed, bounded parameter of a job kind."""
+
+    name: str
+    type: type  # int or float
+    minimum: float
+    maximum: float
+    default: float | None = None
+    required: bool = True
+    help: str = ""
+
+    @property
+    def optional(self):
+        return self.default is None and not self.required
+
+    def clean(self, value):
+        """Return the value as this param's type, or raise ValueError saying what is wrong."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a number, not {type(value).__name__}")
+        if self.type is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("must be a whole number")
+            value = int(value)
+        elif not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        else:
+            value = float(value)
+        if not self.minimum <= value <= self.maximum:
+            raise ValueError(f"must be between {self.minimum:g} and {self.maximum:g}")
+        return value
+
+
+def clean_params(params, declared):
+    """Validate a params mapping against the declared params; unknown names are errors too."""
+    if not isinstance(params, dict):
+        raise ParamsInvalid({"params": "must be an object"})
+    errors, clean = {}, {}
+    for name in params:
+        if name not in declared:
+            errors[str(name)[:64]] = "is not a parameter of this kind"
+    for name, param in declared.items():
+        value = params.get(name)
+        if value is None:
+            if param.default is not None:
+                clean[name] = param.default
+            elif param.required:
+                errors[name] = "is required"
+            continue
+        try:
+            clean[name] = param.clean(value)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if errors:
+        raise ParamsInvalid(errors)
+    return clean

@@ -1,0 +1,93 @@
+"""Every setting of the notifier, read from the environment with its default, in one place."""
+
+import os
+import secrets
+import warnings
+from dataclasses import dataclass, field
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+ASYNC_MODES = ("eventlet", "gevent", "threading")
+
+
+def _float(environ, name, default):
+    """Read a number of seconds, failing loudly on a typo rather than running with a surprise."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
+
+
+def _flag(environ, name):
+    return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    message_queue: str = DEFAULT_REDIS_URL
+    secret_key: str = ""
+    production: bool = False
+    async_mode: str = "eventlet"
+    ping_interval: float | None = None
+    ping_timeout: float | None = None
+    socketio_logger: bool = False
+    engineio_logger: bool = False
+    heartbeat_interval: float = 5.0
+    stall_timeout: float = 30.0
+    cors_allowed_origins: list[str] = field(default_factory=list)
+    submit_rate_limit: str = "60 per minute"
+    port: int = 5000
+    # Not in the public contract: tuning knobs with safe defaults.
+    history_length: int = 1000
+    finished_ttl: float = 24 * 3600
+    progress_min_interval: float = 0.1
+    key_prefix: str = "notifier:"
+    max_event_bytes: int = 16 * 1024
+
+    def web_secret_key(self):
+        """The key that signs sessions and CSRF tokens: required in production, random in development."""
+        if self.secret_key:
+            return self.secret_key
+        if self.production:
+            raise RuntimeError("SECRET_KEY must be set when NOTIFIER_ENV=production")
+        warnings.warn(
+            "SECRET_KEY is not set: using a random key for this process (development only)",
+            stacklevel=2,
+        )
+        return secrets.token_hex(32)
+
+    @classmethod
+    def from_env(cls, environ=None):
+        """Build the settings from environment variables (``os.environ`` unless given)."""
+        env = os.environ if environ is None else environ
+        redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
+        production = (env.get("NOTIFIER_ENV") or "development").strip().lower() == "production"
+        async_mode = (env.get("SOCKETIO_ASYNC_MODE") or "eventlet").strip()
+        if async_mode not in ASYNC_MODES:
+            raise ValueError(f"SOCKETIO_ASYNC_MODE must be one of {', '.join(ASYNC_MODES)}")
+        origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+        return cls(
+            redis_url=redis_url,
+            broker_url=env.get("CELERY_BROKER_URL") or redis_url,
+            message_queue=env.get("SOCKETIO_MESSAGE_QUEUE") or redis_url,
+            secret_key=env.get("SECRET_KEY", ""),
+            production=production,
+            async_mode=async_mode,
+            ping_interval=_float(env, "SOCKETIO_PING_INTERVAL", None),
+            ping_timeout=_float(env, "SOCKETIO_PING_TIMEOUT", None),
+            socketio_logger=_flag(env, "SOCKETIO_LOGGER"),
+            engineio_logger=_flag(env, "ENGINEIO_LOGGER"),
+            heartbeat_interval=_float(env, "HEARTBEAT_INTERVAL", 5.0),
+            stall_timeout=_float(env, "JOB_STALL_TIMEOUT", 30.0),
+            cors_allowed_origins=origins,
+            submit_rate_limit=env.get("SUBMIT_RATE_LIMIT") or "60 per minute",
+            port=int(env.get("PORT") or 5000),
+            history_length=int(env.get("JOB_HISTORY_LENGTH") or 1000),
+            finished_ttl=_float(env, "JOB_FINISHED_TTL", 24 * 3600),
+            progress_min_interval=_float(env, "PROGRESS_MIN_INTERVAL", 0.1),
+            key_prefix=env.get("NOTIFIER_KEY_PREFIX") or "notifier:",
+        )

@@ -1,0 +1,98 @@
+"""The web process: Flask pages and JSON API, and the Socket.IO namespace ``/jobs``.
+
+``create_app()`` is the one place that wires settings, the job store and the extensions together.
+Serve it with ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (see the Procfile).
+"""
+
+import os
+
+from flask import Flask, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from notifier.events import NAMESPACE
+from notifier.settings import Settings
+from notifier.store import JobStore
+
+from . import api, metrics, pages
+from .extensions import csrf, limiter, socketio
+from .heartbeat import start_heartbeat
+from .namespace import JobsNamespace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOCKETIO_CLIENT_DIR = os.path.join(ROOT, "node_modules", "socket.io-client", "dist")
+MAX_EVENT_BYTES = 16 * 1024  # the largest Socket.IO packet a client may send
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _origin_checker(allowed):
+    """Socket.IO CORS: the page's own origin always, plus the configured ones."""
+
+    def allow(origin, environ):
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin == own or origin in allowed
+
+    return allow
+
+
+def create_app(settings=None):
+    """Build the web app from ``settings`` (default: the environment)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, template_folder=os.path.join(ROOT, "templates"))
+    app.config.update(
+        SECRET_KEY=settings.web_secret_key(),
+        WTF_CSRF_TIME_LIMIT=None,  # a form left open overnight still submits
+        MAX_CONTENT_LENGTH=64 * 1024,
+        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_KEY_PREFIX=f"{settings.key_prefix}ratelimit",
+    )
+    app.extensions["notifier.settings"] = settings
+    app.extensions["notifier.store"] = JobStore.from_settings(settings)
+
+    csrf.init_app(app)
+    limiter.init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
+
+    manager = metrics.counting_manager(settings.message_queue)
+    socketio.init_app(
+        app,
+        async_mode=settings.async_mode,
+        client_manager=manager,
+        cors_allowed_origins=_origin_checker(settings.cors_allowed_origins),
+        max_http_buffer_size=MAX_EVENT_BYTES,
+        logger=settings.socketio_logger,
+        engineio_logger=settings.engineio_logger,
+        **{name: value for name, value in (("ping_interval", settings.ping_interval),
+                                           ("ping_timeout", settings.ping_timeout)) if value},
+    )
+    socketio.on_namespace(JobsNamespace(NAMESPACE))
+    metrics.init_app(app, manager)
+
+    @app.get("/static/vendor/socket.io.min.js")
+    def socketio_client():
+        return send_from_directory(SOCKETIO_CLIENT_DIR, "socket.io.min.js", max_age=3600)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return api.http_error_as_json(exc) if request.path.startswith("/api/") else exc
+
+    @app.context_processor
+    def page_settings():
+        return {"heartbeat_interval": settings.heartbeat_interval}
+
+    @app.after_request
+    def security_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    start_heartbeat(app)
+    return app

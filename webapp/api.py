@@ -1,0 +1,89 @@
+"""The JSON API under ``/api``: submit, read and cancel jobs. No cookie, no CSRF: JSON only."""
+
+import json
+
+import redis
+from flask import Blueprint, request, url_for
+
+from notifier.params import ParamsInvalid
+from notifier.store import JobNotFound, JobRefused, is_job_id
+from tasks import KINDS
+
+from .jobs import BrokerUnavailable, UnknownKind, cancel_job, store, submit_job
+from .pages import submit_rate_limit
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+UNAVAILABLE = "job storage or queue is unavailable: nothing was submitted, try again shortly"
+
+
+def error(status, code, message, **extra):
+    return {"error": {"code": code, "message": message, **extra}}, status
+
+
+def _job_or_404(job_id):
+    if not is_job_id(job_id):
+        return None
+    try:
+        return store().get(job_id)
+    except JobNotFound:
+        return None
+
+
+@bp.post("/jobs")
+@submit_rate_limit
+def submit():
+    if not request.is_json:
+        return error(415, "unsupported_media_type", "send the job as application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, "invalid_json", 'body must be a JSON object: {"kind": ..., "params": {...}}')
+    unknown = sorted(set(body) - {"kind", "params"})
+    if unknown:
+        return error(400, "invalid", f"{unknown[0]}: unknown field", fields={unknown[0]: "unknown field"})
+    try:
+        snapshot = submit_job(body.get("kind"), body.get("params", {}))
+    except UnknownKind:
+        message = f"unknown kind; one of: {', '.join(KINDS)}"
+        return error(400, "invalid", f"kind: {message}", fields={"kind": message})
+    except ParamsInvalid as exc:
+        fields = {("params" if name == "params" else f"params.{name}"): message
+                  for name, message in exc.errors.items()}
+        return error(400, "invalid", "; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
+    except (redis.RedisError, BrokerUnavailable):
+        return error(503, "unavailable", UNAVAILABLE)
+    return snapshot, 202, {"Location": url_for("api.get_job", job_id=snapshot["job_id"])}
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id):
+    snapshot = _job_or_404(job_id)
+    if snapshot is None:
+        return error(404, "not_found", f"no job with id {job_id[:64]}")
+    return snapshot
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id):
+    if not is_job_id(job_id):
+        return error(404, "not_found", f"no job with id {job_id[:64]}")
+    try:
+        return cancel_job(job_id), 202
+    except JobNotFound:
+        return error(404, "not_found", f"no job with id {job_id}")
+    except JobRefused as exc:
+        return error(409, "already_final", f"job is already {exc.state}", state=exc.state)
+
+
+@bp.errorhandler(redis.RedisError)
+def redis_down(exc):
+    return error(503, "unavailable", "job storage is unavailable, try again shortly")
+
+
+def http_error_as_json(exc):
+    """Any HTTP error under /api/ (404, 405, 413, 429, ...) as the contract's JSON error."""
+    code = (exc.name or "error").lower().replace(" ", "_")
+    response = exc.get_response()
+    response.set_data(json.dumps(error(exc.code, code, exc.description or exc.name)[0]))
+    response.content_type = "application/json"
+    return response

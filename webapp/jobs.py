@@ -1,0 +1,68 @@
+"""Submitting and cancelling jobs: the web's only way into the job store and the broker."""
+
+import logging
+
+from flask import current_app
+
+from notifier import events
+from notifier.store import PENDING, REVOKED, JobRefused
+from tasks import KINDS
+
+from .extensions import socketio
+from .metrics import JOBS_SUBMITTED
+
+log = logging.getLogger(__name__)
+
+
+class UnknownKind(ValueError):
+    pass
+
+
+class BrokerUnavailable(RuntimeError):
+    """The job could not be handed to the workers; nothing was kept."""
+
+
+def store():
+    """The job store of the current app."""
+    return current_app.extensions["notifier.store"]
+
+
+def submit_job(kind, params):
+    """Validate, record and enqueue a job; returns its first snapshot.
+
+    Raises UnknownKind or ParamsInvalid for bad input (nothing is recorded), redis errors when the
+    store is down (nothing is recorded) and BrokerUnavailable when the broker is down (the record
+    is removed again).
+    """
+    job_kind = KINDS.get(kind) if isinstance(kind, str) else None
+    if job_kind is None:
+        raise UnknownKind(kind)
+    params = job_kind.clean(params)
+    snapshot = store().create(kind, params)
+    job_id = snapshot["job_id"]
+    try:
+        job_kind.task.apply_async(args=(job_id, params), task_id=job_id)
+    except Exception as exc:
+        log.error("could not enqueue job %s: %s", job_id, exc)
+        store().delete(job_id)
+        raise BrokerUnavailable("the job queue is unavailable, try again shortly") from exc
+    JOBS_SUBMITTED.labels(kind=kind).inc()
+    return snapshot
+
+
+def cancel_job(job_id):
+    """Ask a job to stop: a queued job is revoked at once (its worker will skip it), a running one
+    stops at its next step.
+
+    Returns the snapshot; raises JobNotFound, or JobRefused when the job is already final.
+    """
+    if store().request_cancel(job_id) == PENDING.lower():
+        try:
+            snapshot = store().update(job_id, only_from=(PENDING,), state=REVOKED,
+                                      message="cancelled before it started")
+        except JobRefused:
+            pass  # a worker picked it up meanwhile: it sees the request at its next step
+        else:
+            events.publish(socketio, snapshot)
+            return snapshot
+    return store().get(job_id)

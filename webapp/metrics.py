@@ -1,0 +1,50 @@
+"""Prometheus metrics of this web process, served at ``/metrics``."""
+
+import socketio as python_socketio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from notifier.events import FINISHED, NAMESPACE, PROGRESS
+
+REGISTRY = CollectorRegistry()
+JOBS_SUBMITTED = Counter("notifier_jobs_submitted", "Jobs accepted and enqueued by this process.",
+                         ["kind"], registry=REGISTRY)
+EVENTS_RELAYED = Counter("notifier_events_relayed", "Job events this process passed on to its rooms.",
+                         ["event"], registry=REGISTRY)
+CLIENTS_CONNECTED = Gauge("notifier_clients_connected",
+                          "Socket.IO clients connected to /jobs on this process.", registry=REGISTRY)
+ROOMS_OPEN = Gauge("notifier_rooms_open", "Job rooms with at least one client on this process.",
+                   registry=REGISTRY)
+
+
+class RelayCounting:
+    """Mixin for a python-socketio pub/sub manager that counts the job events it delivers."""
+
+    def _handle_emit(self, message):
+        if message.get("namespace") == NAMESPACE and message.get("event") in (PROGRESS, FINISHED):
+            EVENTS_RELAYED.labels(event=message["event"]).inc()
+        return super()._handle_emit(message)
+
+
+def counting_manager(url, channel="flask-socketio"):
+    """The client manager Flask-SocketIO would pick for ``url`` (same channel), counting relays."""
+    if url.startswith(("redis://", "rediss://")):
+        base = python_socketio.RedisManager
+    else:
+        base = python_socketio.KombuManager
+    return type(f"RelayCounting{base.__name__}", (RelayCounting, base), {})(url, channel=channel)
+
+
+def job_rooms(manager):
+    """The job rooms open in /jobs on this process (not the per-client rooms)."""
+    rooms = list(manager.rooms.get(NAMESPACE, {}))
+    return [room for room in rooms if room is not None and not manager.is_sid_room(NAMESPACE, room)]
+
+
+def init_app(app, manager):
+    """Read the connection gauges from the Socket.IO manager itself, so they cannot drift."""
+    CLIENTS_CONNECTED.set_function(lambda: len(manager.rooms.get(NAMESPACE, {}).get(None, ())))
+    ROOMS_OPEN.set_function(lambda: len(job_rooms(manager)))
+
+    @app.get("/metrics")
+    def metrics():
+        return generate_latest(REGISTRY), 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -1,0 +1,76 @@
+"""The HTML pages: the submit form, the job page and the health check."""
+
+import redis
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+
+from notifier.params import ParamsInvalid
+from notifier.store import JobNotFound, is_job_id
+from tasks import KINDS
+
+from .extensions import limiter
+from .forms import SubmitForm, params_forms
+from .heartbeat import SERVER_ID
+from .jobs import BrokerUnavailable, store, submit_job
+
+bp = Blueprint("pages", __name__)
+
+
+def submit_limit():
+    return current_app.extensions["notifier.settings"].submit_rate_limit
+
+
+# Form and API submissions from one address count against the same limit.
+submit_rate_limit = limiter.shared_limit(submit_limit, scope="submit")
+
+
+def _index(form, forms, status=200, problem=None):
+    return render_template("index.html", form=form, params_forms=forms, kinds=KINDS,
+                           problem=problem), status
+
+
+@bp.get("/")
+def index():
+    return _index(SubmitForm(), params_forms())
+
+
+@bp.post("/jobs")
+@submit_rate_limit
+def submit():
+    form, forms = SubmitForm(), params_forms(request.form)
+    kind_ok = form.validate()
+    params_form = forms.get(form.kind.data)
+    if not kind_ok or params_form is None or not params_form.validate():
+        return _index(form, forms, 400)
+    try:
+        snapshot = submit_job(form.kind.data, params_form.data)
+    except ParamsInvalid as exc:
+        for name, message in exc.errors.items():
+            if name in params_form:
+                params_form[name].errors.append(message)
+        return _index(form, forms, 400)
+    except (redis.RedisError, BrokerUnavailable):
+        return _index(form, forms, 503, "The job queue is unavailable right now: nothing was "
+                                        "submitted. Please try again in a moment.")
+    return redirect(url_for("pages.job_page", job_id=snapshot["job_id"]), 303)
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id):
+    if not is_job_id(job_id):
+        abort(404)
+    try:
+        snapshot = store().get(job_id)
+    except JobNotFound:
+        abort(404)
+    except redis.RedisError:
+        return render_template("unavailable.html"), 503
+    return render_template("job.html", job=snapshot, kind=KINDS.get(snapshot["kind"]))
+
+
+@bp.get("/healthz")
+def healthz():
+    try:
+        store().ping()
+    except redis.RedisError as exc:
+        return {"status": "unavailable", "redis": f"unreachable: {exc}", "server": SERVER_ID}, 503
+    return {"status": "ok", "redis": "ok", "server": SERVER_ID}

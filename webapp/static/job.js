@@ -1,0 +1,136 @@
+// The job page: follows one job live, keeps every message in seq order, and resubscribes with
+// last_seq after a reconnect so the log has no gaps and no duplicates.
+"use strict";
+
+(() => {
+  const { FINAL, el, duration, serverNow } = Notifier;
+  const $ = (id) => document.getElementById(id);
+  let job = JSON.parse($("job-data").textContent);
+  const log = new Map(); // seq -> snapshot; the log is rebuilt from it in seq order
+  let firstProgress = null; // the earliest PROGRESS snapshot seen, for the rate
+  let notifiedFinish = false;
+
+  Notifier.rememberJob(job);
+
+  // Highest seq up to which nothing is missing: what to ask the server to replay after.
+  function contiguousSeq() {
+    let seq = -1;
+    while (log.has(seq + 1)) seq += 1;
+    return seq;
+  }
+
+  function record(snapshot) {
+    if (!log.has(snapshot.seq)) {
+      log.set(snapshot.seq, snapshot);
+      const item = el("li", { "data-seq": String(snapshot.seq) },
+        el("span", { class: "seq", text: `#${snapshot.seq}` }),
+        el("span", { class: "badge small", "data-state": snapshot.state, text: snapshot.state }),
+        el("span", { class: "text", text: snapshot.message || "" }));
+      // Insert in seq order, whatever order events arrived in.
+      const after = [...$("log").children].find((li) => Number(li.dataset.seq) > snapshot.seq);
+      $("log").insertBefore(item, after || null);
+    }
+    if (snapshot.state === "PROGRESS" && (!firstProgress || snapshot.seq < firstProgress.seq)) {
+      firstProgress = snapshot;
+    }
+    if (snapshot.seq >= job.seq) show(snapshot);
+  }
+
+  function eta(snapshot) {
+    if (snapshot.state !== "PROGRESS" || !firstProgress || !snapshot.total) return "";
+    const done = snapshot.current - firstProgress.current;
+    const took = snapshot.updated_at - firstProgress.updated_at;
+    if (done <= 0 || took <= 0) return "";
+    const left = (snapshot.total - snapshot.current) * (took / done);
+    return `about ${duration(left)} left`;
+  }
+
+  function renderResult(result) {
+    if (result && typeof result === "object" && !Array.isArray(result) &&
+        Object.values(result).every((v) => v === null || typeof v !== "object")) {
+      const list = el("dl", { class: "result" });
+      for (const [name, value] of Object.entries(result)) {
+        list.append(el("dt", { text: name }), el("dd", { text: String(value) }));
+      }
+      return list;
+    }
+    return el("pre", { class: "result", text: JSON.stringify(result, null, 2) });
+  }
+
+  function show(snapshot) {
+    const wasFinal = FINAL.has(job.state);
+    job = snapshot;
+    const final = FINAL.has(job.state);
+    $("state").textContent = job.state;
+    $("state").dataset.state = job.state;
+    $("bar-fill").style.width = `${job.percent}%`;
+    $("bar").setAttribute("aria-valuenow", String(job.percent));
+    $("bar").dataset.state = job.state;
+    $("percent").textContent = `${job.percent}%`;
+    $("counts").textContent = job.total ? `${job.current} / ${job.total}` : "";
+    $("eta").textContent = eta(job);
+    $("message").textContent = job.message || "";
+    $("cancel").hidden = final;
+    document.title = final ? `${job.state.toLowerCase()} · ${job.kind}` : `${Math.floor(job.percent)}% · ${job.kind}`;
+    if (final) {
+      $("outcome").hidden = false;
+      $("outcome-title").textContent = job.state === "SUCCESS" ? "Result" : "Outcome";
+      $("result").replaceChildren(job.state === "SUCCESS" ? renderResult(job.result) : "");
+      $("error").hidden = !job.error;
+      $("error").textContent = job.error || "";
+      $("notify").hidden = true;
+      if (!wasFinal) notifyFinished();
+    }
+    tick();
+  }
+
+  function tick() {
+    const end = job.finished_at || serverNow();
+    $("elapsed").textContent = `${duration(end - job.created_at)} elapsed`;
+  }
+
+  function notifyFinished() {
+    if (notifiedFinish || !document.hidden || !("Notification" in window)) return;
+    if (Notification.permission !== "granted") return;
+    notifiedFinish = true;
+    new Notification(`${job.kind}: ${job.state.toLowerCase()}`, { body: job.error || job.message || "" });
+  }
+
+  // ---- socket -----------------------------------------------------------------------------
+  const socket = Notifier.connect();
+  function subscribe() {
+    socket.emit("subscribe", { job_id: job.job_id, last_seq: contiguousSeq() }, (ack) => {
+      if (ack && ack.ok) record(ack.job);
+      else $("message").textContent = (ack && ack.error && ack.error.message) || "cannot follow this job";
+    });
+  }
+  socket.on("connect", subscribe); // on every (re)connect: the server replays what we missed
+  socket.on("progress", (snapshot) => { if (snapshot.job_id === job.job_id) record(snapshot); });
+  socket.on("finished", (snapshot) => { if (snapshot.job_id === job.job_id) record(snapshot); });
+
+  // ---- controls -----------------------------------------------------------------------------
+  $("cancel").addEventListener("click", async () => {
+    $("cancel").disabled = true;
+    try {
+      const response = await fetch(`/api/jobs/${job.job_id}/cancel`, { method: "POST" });
+      const body = await response.json();
+      if (response.ok) { if (body.seq > job.seq) record(body); }
+      else $("message").textContent = body.error ? body.error.message : "could not cancel";
+    } catch (e) {
+      $("message").textContent = "could not reach the server to cancel";
+    } finally {
+      $("cancel").disabled = false;
+    }
+  });
+
+  if ("Notification" in window && Notification.permission === "default") {
+    $("notify").hidden = FINAL.has(job.state);
+    $("notify").addEventListener("click", async () => {
+      await Notification.requestPermission();
+      $("notify").hidden = true;
+    });
+  }
+
+  show(job);
+  setInterval(tick, 1000);
+})();
