@@ -6,29 +6,38 @@
   const { FINAL, el, duration, serverNow } = Notifier;
   const $ = (id) => document.getElementById(id);
   let job = JSON.parse($("job-data").textContent);
-  const log = new Map(); // seq -> snapshot; the log is rebuilt from it in seq order
+  const log = new Map(); // seq -> snapshot: what the message log shows, one entry per seq
+  let contiguous = -1; // highest seq up to which nothing is missing (or was trimmed by the server)
   let firstProgress = null; // the earliest PROGRESS snapshot seen, for the rate
   let notifiedFinish = false;
 
   Notifier.rememberJob(job);
 
-  // Highest seq up to which nothing is missing: what to ask the server to replay after.
-  function contiguousSeq() {
-    let seq = -1;
-    while (log.has(seq + 1)) seq += 1;
-    return seq;
+  // What to ask the server to replay after. Once a subscribe is answered, everything the server
+  // still had was replayed; for a very long job its history may start later than seq 0.
+  function advance(replayed) {
+    if (replayed && contiguous < 0 && log.size && !log.has(0)) contiguous = Math.min(...log.keys()) - 1;
+    while (log.has(contiguous + 1)) contiguous += 1;
+    return contiguous;
+  }
+
+  function addToLog(snapshot) {
+    const item = el("li", { "data-seq": String(snapshot.seq) },
+      el("span", { class: "seq", text: `#${snapshot.seq}` }),
+      el("span", { class: "badge small", "data-state": snapshot.state, text: snapshot.state }),
+      el("span", { class: "text", text: snapshot.message || "" }));
+    // Insert in seq order, whatever order events arrived in (nearly always: at the end).
+    const list = $("log");
+    const last = list.lastElementChild;
+    if (!last || Number(last.dataset.seq) < snapshot.seq) { list.append(item); return; }
+    const after = [...list.children].find((li) => Number(li.dataset.seq) > snapshot.seq);
+    list.insertBefore(item, after || null);
   }
 
   function record(snapshot) {
     if (!log.has(snapshot.seq)) {
       log.set(snapshot.seq, snapshot);
-      const item = el("li", { "data-seq": String(snapshot.seq) },
-        el("span", { class: "seq", text: `#${snapshot.seq}` }),
-        el("span", { class: "badge small", "data-state": snapshot.state, text: snapshot.state }),
-        el("span", { class: "text", text: snapshot.message || "" }));
-      // Insert in seq order, whatever order events arrived in.
-      const after = [...$("log").children].find((li) => Number(li.dataset.seq) > snapshot.seq);
-      $("log").insertBefore(item, after || null);
+      addToLog(snapshot);
     }
     if (snapshot.state === "PROGRESS" && (!firstProgress || snapshot.seq < firstProgress.seq)) {
       firstProgress = snapshot;
@@ -99,9 +108,10 @@
   // ---- socket -----------------------------------------------------------------------------
   const socket = Notifier.connect();
   function subscribe() {
-    socket.emit("subscribe", { job_id: job.job_id, last_seq: contiguousSeq() }, (ack) => {
-      if (ack && ack.ok) record(ack.job);
-      else $("message").textContent = (ack && ack.error && ack.error.message) || "cannot follow this job";
+    socket.emit("subscribe", { job_id: job.job_id, last_seq: advance() }, (ack) => {
+      if (ack && ack.ok) { record(ack.job); advance(true); return; }
+      $("message").textContent = (ack && ack.error && ack.error.message) || "cannot follow this job";
+      if (ack && ack.error && ack.error.code === "unavailable") setTimeout(subscribe, 3000);
     });
   }
   socket.on("connect", subscribe); // on every (re)connect: the server replays what we missed
@@ -109,18 +119,22 @@
   socket.on("finished", (snapshot) => { if (snapshot.job_id === job.job_id) record(snapshot); });
 
   // ---- controls -----------------------------------------------------------------------------
+  // A running job stops at its next step: the button says so until the final event arrives.
   $("cancel").addEventListener("click", async () => {
-    $("cancel").disabled = true;
+    const button = $("cancel");
+    button.disabled = true;
+    button.textContent = "Cancelling…";
+    let asked = false;
     try {
       const response = await fetch(`/api/jobs/${job.job_id}/cancel`, { method: "POST" });
       const body = await response.json();
+      asked = response.ok;
       if (response.ok) { if (body.seq > job.seq) record(body); }
       else $("message").textContent = body.error ? body.error.message : "could not cancel";
     } catch (e) {
       $("message").textContent = "could not reach the server to cancel";
-    } finally {
-      $("cancel").disabled = false;
     }
+    if (!asked) { button.disabled = false; button.textContent = "Cancel"; }
   });
 
   if ("Notification" in window && Notification.permission === "default") {

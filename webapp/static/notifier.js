@@ -6,14 +6,14 @@ const Notifier = (() => {
   const FINAL = new Set(["SUCCESS", "FAILURE", "REVOKED", "LOST"]);
   const RECENT_KEY = "notifier.recentJobs";
   const RECENT_MAX = 25;
-  const heartbeatInterval = Number(document.body.dataset.heartbeatInterval) || 5;
+  const heartbeatInterval = Number(document.body.dataset.heartbeatInterval); // 0: no heartbeats
   let serverClockOffset = 0; // server time minus this browser's, learnt from heartbeats
 
   // ---- connection -------------------------------------------------------------------------
   function connect() {
     // ?transport=polling forces long-polling (the client falls back to it by itself when needed).
     const forced = new URLSearchParams(location.search).get("transport");
-    const options = forced ? { transports: [forced] } : {};
+    const options = ["polling", "websocket"].includes(forced) ? { transports: [forced] } : {};
     const socket = io("/jobs", options);
     const indicator = document.getElementById("connection");
     let lastBeat = 0;
@@ -25,22 +25,28 @@ const Notifier = (() => {
     }
     socket.on("connect", () => { lastBeat = Date.now(); show("connected", "live"); });
     socket.on("disconnect", (reason) => {
-      show(reason === "io client disconnect" ? "offline" : "reconnecting", reason === "io client disconnect" ? "offline" : "reconnecting…");
+      if (reason === "io client disconnect") { show("offline", "offline"); return; }
+      show("reconnecting", "reconnecting…");
+      // The client retries by itself except when the server closed the connection: ask again.
+      if (reason === "io server disconnect") setTimeout(() => socket.connect(), 1000);
     });
     socket.io.on("reconnect_attempt", () => show("reconnecting", "reconnecting…"));
     socket.io.on("reconnect_failed", () => show("offline", "offline"));
     socket.on("connect_error", () => show(navigator.onLine ? "reconnecting" : "offline",
                                           navigator.onLine ? "reconnecting…" : "offline"));
     window.addEventListener("offline", () => show("offline", "offline"));
+    window.addEventListener("online", () => { if (socket.connected) show("connected", "live"); });
     socket.on("heartbeat", (beat) => {
       lastBeat = Date.now();
       serverClockOffset = beat.ts - Date.now() / 1000;
       if (socket.connected) show("connected", "live");
     });
     // No heartbeat for three intervals: the link may look open but nothing is coming through.
-    setInterval(() => {
-      if (socket.connected && Date.now() - lastBeat > 3 * heartbeatInterval * 1000) show("stale", "stale");
-    }, 1000);
+    if (heartbeatInterval > 0) {
+      setInterval(() => {
+        if (socket.connected && Date.now() - lastBeat > 3 * heartbeatInterval * 1000) show("stale", "stale");
+      }, 1000);
+    }
     return socket;
   }
 
