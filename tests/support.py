@@ -16,6 +16,7 @@ import socketio
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 NAMESPACE = "/jobs"
+REDIS_DB_STACK = 2  # the `stack` fixture's processes; the in-process worker uses db 1
 
 
 def free_port():
@@ -206,7 +207,16 @@ class Watcher:
                     if name in ("progress", "finished") and data.get("job_id") == job_id]
 
     def seqs(self, job_id):
+        """Every seq received for a job, in arrival order, duplicates included."""
         return [data["seq"] for _, data in self.job_events(job_id)]
+
+    def unique_seqs(self, job_id):
+        """The distinct seqs received, sorted: what a client that drops duplicates by seq keeps.
+
+        A subscribe with ``last_seq`` replays history while live events already flow to the room,
+        so an event may arrive twice (the contract lets clients drop duplicates by seq).
+        """
+        return sorted(set(self.seqs(job_id)))
 
     def finished(self, job_id):
         return [data for name, data in self.job_events(job_id) if name == "finished"]
@@ -237,3 +247,76 @@ def metric(url, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"metric {name} not found")
+
+
+# ---- fault injection ------------------------------------------------------------------------------
+
+def children(pid):
+    """The pids of a process's direct children (gunicorn's worker, celery's pool processes)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def rss_bytes(pid):
+    """Resident memory of one process, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def kill_transport(watcher):
+    """Cut a Watcher's websocket under it, as a network failure would (no Socket.IO goodbye)."""
+    ws = watcher.sio.eio.ws
+    ws.sock.shutdown(socket.SHUT_RDWR)
+
+
+def in_seq_order(events):
+    """What a client that keeps an event only if its seq is newer than the last one ends up with."""
+    kept, last = [], -1
+    for _, data in events:
+        if data["seq"] > last:
+            kept.append(data["seq"])
+            last = data["seq"]
+    return kept
+
+
+class ReplayingWatcher(Watcher):
+    """A Watcher that, like the pages' JavaScript, re-subscribes with ``last_seq`` after every
+    (re)connect, so its reconnects rely on the server's replay."""
+
+    def __init__(self, url, **client_options):
+        super().__init__(url, **client_options)
+        self.jobs = set()
+        self.acks = []
+        self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
+
+    def _on_connect(self):
+        with self.lock:
+            self.events.append(("connect", None))
+        if self.jobs:  # acks arrive on the client's read loop: never wait for one inside a handler
+            self.sio.start_background_task(self._resubscribe, list(self.jobs))
+
+    def _resubscribe(self, job_ids):
+        for job_id in job_ids:
+            seqs = self.seqs(job_id)
+            self.acks.append(self.subscribe(job_id, last_seq=max(seqs) if seqs else -1))
+
+    def connections(self):
+        with self.lock:
+            return sum(1 for name, _ in self.events if name == "connect")
+
+    def follow(self, job_id):
+        """Subscribe from the very first event (seq 0) and keep following across reconnects."""
+        self.jobs.add(job_id)
+        ack = self.subscribe(job_id, last_seq=-1)
+        self.acks.append(ack)
+        return ack
+
+
+def api_job(url, job_id):
+    return requests.get(f"{url}/api/jobs/{job_id}", timeout=5).json()

@@ -1,0 +1,199 @@
+"""Nothing lost: each test breaks a real process, connection or Redis and checks every event arrives.
+
+Every test starts its own redis-server, web process (gunicorn + eventlet) and Celery worker, so a
+crash in one test cannot leak into the next.
+"""
+
+import os
+import signal
+from types import SimpleNamespace
+
+import pytest
+import requests
+
+from support import (ReplayingWatcher, Watcher, api_job, children, free_port, in_seq_order,
+                     kill_transport, metric, process_env, submit, wait_for)
+
+pytestmark = pytest.mark.e2e
+
+FINAL = {"SUCCESS", "FAILURE", "REVOKED", "LOST"}
+
+
+def start_stack(processes, *, worker=True, concurrency=2, **env):
+    """A private redis-server, a web process and (unless told) a worker, all on free ports."""
+    redis_port = free_port()
+    redis_proc = processes.redis(redis_port)
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    env = process_env(url, **{"HEARTBEAT_INTERVAL": 1, "PROGRESS_MIN_INTERVAL": 0, **env})
+    web = processes.web(env)
+    stack = SimpleNamespace(redis=redis_proc, redis_port=redis_port, redis_url=url, env=env, web=web,
+                            worker=None)
+    if worker:
+        stack.worker = processes.worker(env, concurrency=concurrency)
+    return stack
+
+
+def assert_gap_free(events, final_seq):
+    """Seen in seq order (duplicates dropped), the events are exactly 0..final_seq."""
+    assert in_seq_order(events) == list(range(final_seq + 1)), [d["seq"] for _, d in events]
+
+
+def test_a_client_cut_off_mid_job_gets_the_missed_events_on_reconnect(processes):
+    stack = start_stack(processes)
+    job = submit(stack.web.url, steps=60, interval=0.1)
+    job_id = job["job_id"]
+    first = Watcher(stack.web.url, reconnection=False).connect()
+    try:
+        assert first.subscribe(job_id, last_seq=-1)["ok"]
+        wait_for(lambda: len(first.seqs(job_id)) >= 5, 30, message="a few events before the cut")
+        kill_transport(first)
+        wait_for(lambda: not first.sio.connected, 10, message="the cut client to notice")
+        seen = first.job_events(job_id)
+        last_seq = max(data["seq"] for _, data in seen)
+        wait_for(lambda: api_job(stack.web.url, job_id)["seq"] >= last_seq + 10, 30,
+                 message="the job to move on while the client is away")
+    finally:
+        first.close()
+    second = Watcher(stack.web.url).connect()
+    try:
+        ack = second.subscribe(job_id, last_seq=last_seq)
+        assert ack["ok"] and ack["job"]["seq"] >= last_seq + 10
+        final = second.wait_finished(job_id, 60)
+        assert final["state"] == "SUCCESS"
+        combined = seen + second.job_events(job_id)
+        assert_gap_free(combined, final["seq"])
+        # The replay started right after what the first connection saw: nothing came twice.
+        assert sorted(d["seq"] for _, d in combined) == list(range(final["seq"] + 1))
+        assert len(second.finished(job_id)) == 1
+    finally:
+        second.close()
+
+
+def test_killing_the_web_process_mid_job_loses_nothing_after_it_restarts(processes):
+    stack = start_stack(processes)
+    job_id = submit(stack.web.url, steps=80, interval=0.1)["job_id"]
+    watcher = ReplayingWatcher(stack.web.url, reconnection_delay=0.5, reconnection_delay_max=1)
+    watcher.connect()
+    try:
+        assert watcher.follow(job_id)["ok"]
+        wait_for(lambda: len(watcher.seqs(job_id)) >= 5, 30, message="a few events before the crash")
+        stack.web.kill()
+        before = max(watcher.seqs(job_id))
+        processes.web(stack.env, port=stack.web.port)  # same port: the client reconnects by itself
+        final = watcher.wait_finished(job_id, 60)
+        assert watcher.connections() >= 2, "the client never reconnected"
+        assert final["state"] == "SUCCESS" and final["seq"] > before
+        assert_gap_free(watcher.job_events(job_id), final["seq"])
+        assert len(watcher.finished(job_id)) == 1
+    finally:
+        watcher.close()
+
+
+def test_a_job_whose_worker_process_is_killed_is_rerun_by_the_next_one(processes):
+    # Killing the pool process running the task: the worker's parent requeues it (acks_late +
+    # reject_on_worker_lost) and a new pool process takes over once the dead one's lease ran out.
+    stack = start_stack(processes, concurrency=1, JOB_STALL_TIMEOUT=30)
+    job_id = submit(stack.web.url, steps=30, interval=0.2)["job_id"]
+    watcher = Watcher(stack.web.url).connect()
+    try:
+        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
+        wait_for(lambda: len(watcher.seqs(job_id)) >= 4, 30, message="the job to be under way")
+        [child] = children(stack.worker.pid)
+        os.kill(child, signal.SIGKILL)
+        final = watcher.wait_finished(job_id, 90)
+        assert final["state"] == "SUCCESS", final
+        events = watcher.job_events(job_id)
+        assert_gap_free(events, final["seq"])
+        messages = [data["message"] for _, data in events]
+        assert "restarted (attempt 2)" in messages, messages
+        assert [d["state"] for _, d in events].count("SUCCESS") == 1
+    finally:
+        watcher.close()
+
+
+def test_a_job_whose_whole_worker_dies_is_declared_lost_and_stays_lost(processes):
+    stack = start_stack(processes, JOB_STALL_TIMEOUT=3, CELERY_VISIBILITY_TIMEOUT=2)
+    job_id = submit(stack.web.url, steps=100, interval=0.2)["job_id"]
+    watcher = Watcher(stack.web.url).connect()
+    try:
+        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
+        wait_for(lambda: len(watcher.seqs(job_id)) >= 3, 30, message="the job to be under way")
+        stack.worker.kill()  # the whole group, parent included: nobody is left to requeue it
+        final = watcher.wait_finished(job_id, 30)
+        assert final["state"] == "LOST" and "no sign of life" in final["error"]
+        assert_gap_free(watcher.job_events(job_id), final["seq"])
+        assert metric(stack.web.url, "notifier_rooms_open") == 0
+        # The unacknowledged message comes back to the next worker, which must not revive the job.
+        worker = processes.worker(stack.env)
+        wait_for(lambda: f"job {job_id} is LOST: not running it again" in worker.output(), 60,
+                 message="the redelivered job to be refused")
+        after = api_job(stack.web.url, job_id)
+        assert (after["state"], after["seq"]) == ("LOST", final["seq"])
+        assert len(watcher.finished(job_id)) == 1
+    finally:
+        watcher.close()
+
+
+def test_a_job_whose_whole_worker_dies_is_rerun_by_another_worker(processes):
+    # Stall detection is slow here, so the redelivery (visibility timeout) wins: the job is re-run.
+    stack = start_stack(processes, concurrency=1, JOB_STALL_TIMEOUT=60, CELERY_VISIBILITY_TIMEOUT=3)
+    job_id = submit(stack.web.url, steps=40, interval=0.1)["job_id"]
+    watcher = Watcher(stack.web.url).connect()
+    try:
+        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
+        wait_for(lambda: len(watcher.seqs(job_id)) >= 3, 30, message="the job to be under way")
+        stack.worker.kill()
+        processes.worker(stack.env, concurrency=1)
+        final = watcher.wait_finished(job_id, 90)
+        assert final["state"] == "SUCCESS", final
+        events = watcher.job_events(job_id)
+        assert_gap_free(events, final["seq"])
+        assert "restarted (attempt 2)" in [data["message"] for _, data in events]
+    finally:
+        watcher.close()
+
+
+def test_cancelling_a_running_job_stops_it_at_its_next_step(processes):
+    stack = start_stack(processes)
+    job_id = submit(stack.web.url, steps=200, interval=0.1)["job_id"]
+    watcher = Watcher(stack.web.url).connect()
+    try:
+        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
+        wait_for(lambda: len(watcher.seqs(job_id)) >= 3, 30, message="the job to be under way")
+        response = requests.post(f"{stack.web.url}/api/jobs/{job_id}/cancel", timeout=5)
+        assert response.status_code == 202
+        final = watcher.wait_finished(job_id, 20)
+        assert final["state"] == "REVOKED" and final["current"] < 200
+        assert_gap_free(watcher.job_events(job_id), final["seq"])
+        wait_for(lambda: metric(stack.web.url, "notifier_rooms_open") == 0, 10,
+                 message="the job's room to be closed")
+        again = requests.post(f"{stack.web.url}/api/jobs/{job_id}/cancel", timeout=5)
+        assert again.status_code == 409 and again.json()["error"]["code"] == "already_final"
+    finally:
+        watcher.close()
+
+
+def test_cancelling_a_queued_job_revokes_it_before_it_starts(processes):
+    stack = start_stack(processes, concurrency=1)
+    busy = submit(stack.web.url, steps=300, interval=0.1)["job_id"]
+    wait_for(lambda: api_job(stack.web.url, busy)["state"] == "PROGRESS", 30,
+             message="the only pool process to be busy")
+    queued = submit(stack.web.url, steps=5, interval=0.1)["job_id"]
+    watcher = Watcher(stack.web.url).connect()
+    try:
+        assert watcher.subscribe(queued, last_seq=-1)["ok"]
+        response = requests.post(f"{stack.web.url}/api/jobs/{queued}/cancel", timeout=5)
+        assert response.status_code == 202 and response.json()["state"] == "REVOKED"
+        final = watcher.wait_finished(queued, 10)
+        assert final["state"] == "REVOKED" and final["seq"] == 1
+        # Free the worker: it then takes the revoked job off the queue and must skip it.
+        assert requests.post(f"{stack.web.url}/api/jobs/{busy}/cancel", timeout=5).status_code == 202
+        wait_for(lambda: f"job {queued} is REVOKED: not running it again" in stack.worker.output(),
+                 60, message="the worker to skip the revoked job")
+        after = api_job(stack.web.url, queued)
+        assert (after["state"], after["seq"]) == ("REVOKED", 1)
+        assert [d["state"] for _, d in watcher.job_events(queued)] == ["PENDING", "REVOKED"]
+        assert requests.post(f"{stack.web.url}/api/jobs/{queued}/cancel",
+                             timeout=5).status_code == 409
+    finally:
+        watcher.close()
