@@ -12,7 +12,8 @@ import tempfile
 
 import pytest
 
-from support import free_port, process_env, start_redis, start_web, start_worker
+from support import (REDIS_DB_STACK, free_port, process_env, start_redis, start_web,
+                     start_worker)
 
 REDIS_PORT = free_port()
 REDIS_BASE = f"redis://127.0.0.1:{REDIS_PORT}"
@@ -125,7 +126,7 @@ def stack(log_dir):
     """gunicorn (eventlet) + a prefork celery worker on Redis db 2, shared by a test module."""
     import redis
 
-    url = f"{REDIS_BASE}/2"
+    url = f"{REDIS_BASE}/{REDIS_DB_STACK}"
     redis.Redis.from_url(url).flushdb()
     env = process_env(url, HEARTBEAT_INTERVAL=1)
     web = start_web(env, log_dir)
@@ -134,6 +135,7 @@ def stack(log_dir):
     except BaseException:
         web.stop()
         raise
+    web.redis_url = url
     yield web
     worker.stop()
     web.stop()

@@ -218,6 +218,14 @@ class Watcher:
         """
         return sorted(set(self.seqs(job_id)))
 
+    def seqs_after(self, job_id, seq):
+        """The seqs received that are newer than ``seq`` (say, the one a subscribe ack carried).
+
+        Subscribing joins the room before reading the snapshot, so the event that produced the
+        ack's snapshot may also arrive live; what is newer must arrive once each, in order.
+        """
+        return [s for s in self.seqs(job_id) if s > seq]
+
     def finished(self, job_id):
         return [data for name, data in self.job_events(job_id) if name == "finished"]
 

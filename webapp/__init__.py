@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from notifier.events import NAMESPACE
 from notifier.settings import Settings
 from notifier.store import JobStore
+from tasks import KINDS
 
 from . import api, metrics, pages
 from .extensions import csrf, limiter, socketio
@@ -74,7 +75,7 @@ def create_app(settings=None):
                                            ("ping_timeout", settings.ping_timeout)) if value},
     )
     socketio.on_namespace(JobsNamespace(NAMESPACE))
-    metrics.init_app(app, manager)
+    metrics.init_app(app, manager, KINDS)
 
     @app.get("/static/vendor/socket.io.min.js")
     def socketio_client():

@@ -40,8 +40,12 @@ def job_rooms(manager):
     return [room for room in rooms if room is not None and not manager.is_sid_room(NAMESPACE, room)]
 
 
-def init_app(app, manager):
+def init_app(app, manager, kinds):
     """Read the connection gauges from the Socket.IO manager itself, so they cannot drift."""
+    for kind in kinds:  # every series exists from the start, at zero
+        JOBS_SUBMITTED.labels(kind=kind)
+    for event in (PROGRESS, FINISHED):
+        EVENTS_RELAYED.labels(event=event)
     CLIENTS_CONNECTED.set_function(lambda: len(manager.rooms.get(NAMESPACE, {}).get(None, ())))
     ROOMS_OPEN.set_function(lambda: len(job_rooms(manager)))
 

@@ -1,0 +1,120 @@
+"""The JSON API through Flask's test client, on a real Redis: answers, errors, nothing enqueued."""
+
+import pytest
+
+from notifier.store import REVOKED, SUCCESS
+
+UNKNOWN = "6f1d3b4e-8a1c-4a5e-9d3f-2b7c1e0a9f11"
+
+
+@pytest.fixture
+def queued(store):
+    """How many task messages wait in the broker's default queue."""
+    return lambda: store.redis.llen("celery")
+
+
+def test_submit_answers_202_with_the_snapshot_and_its_location(client, queued):
+    response = client.post("/api/jobs", json={"kind": "sleep", "params": {"steps": 3}})
+    assert response.status_code == 202
+    job = response.get_json()
+    assert response.headers["Location"] == f"/api/jobs/{job['job_id']}"
+    assert job["state"] == "PENDING" and job["seq"] == 0
+    assert job["params"] == {"steps": 3, "interval": 0.5}
+    assert queued() == 1
+    assert client.get(f"/api/jobs/{job['job_id']}").get_json() == job
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"kind": "nope", "params": {}}, "kind"),
+    ({"params": {}}, "kind"),
+    ({"kind": "sleep", "params": {"steps": 0}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": "ten"}}, "params.steps"),
+    ({"kind": "sleep", "params": {"interval": 61}}, "params.interval"),
+    ({"kind": "sleep", "params": {"steps": 5, "fail_at": 6}}, "params.fail_at"),
+    ({"kind": "sleep", "params": {"color": "red"}}, "params.color"),
+    ({"kind": "sleep", "params": [1]}, "params"),
+    ({"kind": "primes", "params": {}}, "params.limit"),
+    ({"kind": "primes", "params": {"limit": 100_000_001}}, "params.limit"),
+    ({"kind": "sleep", "params": {}, "priority": 1}, "priority"),
+])
+def test_bad_input_is_a_400_naming_the_field_and_enqueues_nothing(client, queued, body, field):
+    response = client.post("/api/jobs", json=body)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid"
+    assert field in error["fields"] and error["message"].startswith(field)
+    assert queued() == 0
+
+
+def test_a_body_that_is_not_a_json_object_is_a_400(client, queued):
+    for data in ("[1, 2]", "{not json", '"sleep"'):
+        response = client.post("/api/jobs", data=data, content_type="application/json")
+        assert response.status_code == 400
+        assert response.get_json()["error"]["code"] == "invalid_json"
+    assert queued() == 0
+
+
+def test_only_json_is_accepted_so_a_cross_site_form_cannot_submit(client, queued):
+    response = client.post("/api/jobs", data={"kind": "sleep"})
+    assert response.status_code == 415
+    assert response.get_json()["error"]["code"] == "unsupported_media_type"
+    assert queued() == 0
+
+
+@pytest.mark.parametrize("job_id", [UNKNOWN, "not-a-job", "1" * 300])
+def test_unknown_or_malformed_ids_are_404_in_json(client, job_id):
+    for response in (client.get(f"/api/jobs/{job_id}"), client.post(f"/api/jobs/{job_id}/cancel")):
+        assert response.status_code == 404
+        assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_unknown_api_routes_and_methods_answer_json(client):
+    assert client.get("/api/nothing").get_json()["error"]["code"] == "not_found"
+    response = client.delete("/api/jobs")
+    assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_cancelling_a_queued_job_revokes_it_and_a_second_cancel_is_409(client, store):
+    job = client.post("/api/jobs", json={"kind": "sleep", "params": {}}).get_json()
+    response = client.post(f"/api/jobs/{job['job_id']}/cancel")
+    assert response.status_code == 202
+    assert response.get_json()["state"] == REVOKED
+    assert store.get(job["job_id"])["state"] == REVOKED
+    again = client.post(f"/api/jobs/{job['job_id']}/cancel")
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "already_final"
+
+
+def test_cancel_of_a_finished_job_is_409(client, store):
+    job_id = store.create("sleep", {})["job_id"]
+    store.update(job_id, state=SUCCESS)
+    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
+
+
+def test_healthz_says_ok_when_redis_answers(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json()["status"] == "ok"
+
+
+def _samples(client):
+    """Metric samples by name and labels, from the Prometheus text of /metrics."""
+    samples = {}
+    for line in client.get("/metrics").get_data(as_text=True).splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_expose_the_contract_names_and_count_submissions(client):
+    before = _samples(client)
+    for name in ("notifier_clients_connected", "notifier_rooms_open",
+                 'notifier_jobs_submitted_total{kind="sleep"}',
+                 'notifier_events_relayed_total{event="progress"}',
+                 'notifier_events_relayed_total{event="finished"}'):
+        assert name in before, name
+    client.post("/api/jobs", json={"kind": "sleep", "params": {}})
+    client.post("/api/jobs", json={"kind": "sleep", "params": {"steps": -1}})
+    after = _samples(client)
+    submitted = 'notifier_jobs_submitted_total{kind="sleep"}'
+    assert after[submitted] == before[submitted] + 1

@@ -1,0 +1,118 @@
+"""End to end with the real processes: gunicorn (eventlet) + `celery -A tasks worker` + Redis,
+followed by real python-socketio clients over websocket and long-polling."""
+
+import pytest
+import requests
+
+from support import REDIS_DB_STACK, Watcher, metric, process_env, submit, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def watcher(stack):
+    client = Watcher(stack.url).connect()
+    yield client
+    client.close()
+
+
+def test_a_job_is_followed_live_from_submit_to_finished(stack, watcher):
+    job = submit(stack.url, "sleep", steps=8, interval=0.1)
+    ack = watcher.subscribe(job["job_id"])
+    assert ack["ok"] and ack["job"]["seq"] >= 0
+    final = watcher.wait_finished(job["job_id"])
+    assert final["state"] == "SUCCESS" and final["finished_at"] >= final["created_at"]
+    # Every event after the one the ack carried arrives exactly once, in order.
+    assert watcher.seqs_after(job["job_id"], ack["job"]["seq"]) == \
+        list(range(ack["job"]["seq"] + 1, final["seq"] + 1))
+    assert len(watcher.finished(job["job_id"])) == 1
+    beat = wait_for(watcher.heartbeats, 5, message="a heartbeat")[0]
+    assert set(beat) == {"ts", "server", "active_jobs"}
+    # The room is closed once the job finished, while the client stays connected.
+    wait_for(lambda: metric(stack.url, "notifier_rooms_open") == 0, 5, message="room closed")
+    assert metric(stack.url, "notifier_clients_connected") >= 1
+    assert watcher.sio.connected
+
+
+def test_rooms_do_not_grow_with_the_number_of_finished_jobs(stack, watcher):
+    jobs = [submit(stack.url, "sleep", steps=2, interval=0.05) for _ in range(6)]
+    for job in jobs:
+        assert watcher.subscribe(job["job_id"])["ok"]
+    for job in jobs:
+        watcher.wait_finished(job["job_id"])
+    wait_for(lambda: metric(stack.url, "notifier_rooms_open") == 0, 5, message="rooms closed")
+
+
+def test_a_late_joiner_gets_the_final_snapshot_at_once_and_can_replay_everything(stack, watcher):
+    job = submit(stack.url, "sleep", steps=3, interval=0.01)
+    wait_for(lambda: requests.get(f"{stack.url}/api/jobs/{job['job_id']}").json()["state"] == "SUCCESS",
+             15, message="job done")
+    late = Watcher(stack.url).connect()
+    try:
+        ack = late.subscribe(job["job_id"], last_seq=-1)
+        assert ack["ok"] and ack["job"]["state"] == "SUCCESS"
+        wait_for(lambda: late.unique_seqs(job["job_id"]) == list(range(0, ack["job"]["seq"] + 1)), 5,
+                 message="full replay")
+        assert late.finished(job["job_id"])[0] == ack["job"]
+        assert metric(stack.url, "notifier_rooms_open") == 0
+    finally:
+        late.close()
+
+
+def test_long_polling_clients_follow_jobs_too(stack):
+    client = Watcher(stack.url, transports=("polling",)).connect()
+    try:
+        job = submit(stack.url, "sleep", steps=4, interval=0.05)
+        client.subscribe(job["job_id"], last_seq=0)
+        final = client.wait_finished(job["job_id"])
+        assert client.unique_seqs(job["job_id"]) == list(range(1, final["seq"] + 1))
+    finally:
+        client.close()
+
+
+def test_unsubscribe_stops_the_events_of_that_job(stack, watcher):
+    slow = submit(stack.url, "sleep", steps=30, interval=0.05)
+    other = submit(stack.url, "sleep", steps=30, interval=0.05)
+    watcher.subscribe(slow["job_id"])
+    watcher.subscribe(other["job_id"])
+    wait_for(lambda: watcher.seqs(slow["job_id"]), 10, message="first event")
+    assert watcher.call("unsubscribe", {"job_id": slow["job_id"]}) == {"ok": True}
+    seen = len(watcher.seqs(slow["job_id"]))
+    watcher.wait_finished(other["job_id"], timeout=30)
+    wait_for(lambda: requests.get(f"{stack.url}/api/jobs/{slow['job_id']}").json()["state"] == "SUCCESS",
+             15, message="slow job done")
+    assert len(watcher.seqs(slow["job_id"])) <= seen + 1  # at most one already in flight
+
+
+@pytest.mark.parametrize("payload, code", [
+    ({"job_id": "6f1d3b4e-8a1c-4a5e-9d3f-2b7c1e0a9f11"}, "not_found"),
+    ({"job_id": "../../etc"}, "invalid"),
+    ({"job_id": 7}, "invalid"),
+    ({}, "invalid"),
+    ("6f1d3b4e-8a1c-4a5e-9d3f-2b7c1e0a9f11", "invalid"),
+    ([1, 2, 3], "invalid"),
+    (None, "invalid"),
+    ({"job_id": "6f1d3b4e-8a1c-4a5e-9d3f-2b7c1e0a9f11", "last_seq": "5"}, "invalid"),
+])
+def test_bad_subscribe_payloads_get_an_error_ack_and_keep_the_connection(stack, watcher, payload, code):
+    ack = watcher.call("subscribe", payload)
+    assert ack["ok"] is False and ack["error"]["code"] == code and ack["error"]["message"]
+    assert watcher.call("unsubscribe", "nonsense")["error"]["code"] == "invalid"
+    job = submit(stack.url, "sleep", steps=1, interval=0)
+    assert watcher.subscribe(job["job_id"])["ok"]  # the same connection still works
+
+
+def test_the_threading_mode_web_process_serves_the_same_jobs(stack, processes):
+    env = process_env(stack.redis_url, HEARTBEAT_INTERVAL=1)
+    threaded = processes.web(env, threads=True)
+    client = Watcher(threaded.url).connect()
+    try:
+        job = submit(threaded.url, "sleep", steps=4, interval=0.05)
+        ack = client.subscribe(job["job_id"])
+        final = client.wait_finished(job["job_id"])
+        assert final["state"] == "SUCCESS"
+        assert client.seqs_after(job["job_id"], ack["job"]["seq"]) == \
+            list(range(ack["job"]["seq"] + 1, final["seq"] + 1))
+        wait_for(client.heartbeats, 5, message="a heartbeat in threading mode")
+    finally:
+        client.close()

@@ -1,0 +1,64 @@
+"""The worker side: a real task run by pytest-celery's in-process worker, watched over Socket.IO.
+
+The web process is the real gunicorn (eventlet) on the same Redis database as the in-process
+worker, so what arrives at the client went worker -> reporter -> message queue -> namespace.
+"""
+
+import os
+
+import pytest
+
+from support import Watcher, process_env, submit, wait_for
+
+
+@pytest.fixture
+def web(processes):
+    return processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+
+
+@pytest.fixture
+def watcher(web):
+    client = Watcher(web.url).connect()
+    yield client
+    client.close()
+
+
+def test_a_tasks_progress_reaches_a_socketio_client(celery_worker, web, watcher):
+    job = submit(web.url, "sleep", steps=5, interval=0.05)
+    ack = watcher.subscribe(job["job_id"], last_seq=0)
+    assert ack["ok"] and ack["job"]["job_id"] == job["job_id"]
+    final = watcher.wait_finished(job["job_id"])
+    assert final["state"] == "SUCCESS" and final["result"] == {"steps": 5}
+    assert final["percent"] == 100.0 and final["current"] == final["total"] == 5
+    messages = list({d["seq"]: d["message"] for _, d in watcher.job_events(job["job_id"])}.values())
+    assert [m for m in messages if m.startswith("step")] == [f"step {n} of 5" for n in range(1, 6)]
+    assert watcher.unique_seqs(job["job_id"]) == list(range(1, final["seq"] + 1))
+
+
+def test_a_failing_task_finishes_with_its_error(celery_worker, web, watcher):
+    job = submit(web.url, "sleep", steps=4, interval=0.01, fail_at=2)
+    watcher.subscribe(job["job_id"], last_seq=0)
+    final = watcher.wait_finished(job["job_id"])
+    assert final["state"] == "FAILURE"
+    assert final["error"] == "StepFailed: failed at step 2, as asked"
+    assert final["current"] == 1  # step 2 never completed
+
+
+def test_primes_reports_each_segment_and_its_count(celery_worker, web, watcher):
+    job = submit(web.url, "primes", limit=2_500_000)
+    watcher.subscribe(job["job_id"], last_seq=0)
+    final = watcher.wait_finished(job["job_id"], timeout=60)
+    assert final["state"] == "SUCCESS" and final["result"] == {"count": 183072}
+    events = {d["seq"]: d for _, d in watcher.job_events(job["job_id"])}
+    progress = [d for _, d in sorted(events.items()) if d["state"] == "PROGRESS"]
+    assert [d["current"] for d in progress] == [1, 2, 3] and progress[-1]["total"] == 3
+
+
+def test_the_worker_keeps_one_emitter_per_process(celery_worker, web, watcher):
+    from tasks.reporter import _runtime
+
+    for _ in range(2):
+        job = submit(web.url, "sleep", steps=1, interval=0)
+        watcher.subscribe(job["job_id"], last_seq=0)  # replays `finished` if it came first
+        watcher.wait_finished(job["job_id"])
+    assert _runtime.cache_info().currsize == 1 and _runtime.cache_info().misses == 1
