@@ -34,3 +34,6 @@ broker_connection_retry_on_startup = True
 task_publish_retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
                              "interval_max": 1}
 broker_connection_timeout = 3
+
+# Several deployments (or test runs) can share one broker by using their own queue.
+task_default_queue = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"

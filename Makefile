@@ -1,0 +1,53 @@
+# The two commands of the README: `make run` installs and starts everything; `make test` installs
+# and runs the tests. Both set up .venv (Python 3.11+) and the socket.io browser client from npm.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SOCKETIO_JS := node_modules/socket.io-client/dist/socket.io.min.js
+
+.PHONY: run test install install-dev chromium bench clean
+
+run: install
+	@test -f .env || cp .env.example .env
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+
+test: install-dev chromium
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed $(SOCKETIO_JS)
+
+install-dev: $(VENV)/.installed-dev $(SOCKETIO_JS)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+# The official socket.io client, at the version package-lock.json pins (never committed).
+$(SOCKETIO_JS): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed to fetch the socket.io client (apt-get install npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Browser tests drive Debian's chromium; as root this installs it, otherwise they are skipped.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "note: browser tests need Debian's chromium (sudo apt-get install chromium)"; fi; \
+	fi
+
+bench: install-dev
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/load.py
+
+clean:
+	rm -rf $(VENV) node_modules test-artifacts
