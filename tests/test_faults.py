@@ -197,3 +197,99 @@ def test_cancelling_a_queued_job_revokes_it_before_it_starts(processes):
                              timeout=5).status_code == 409
     finally:
         watcher.close()
+
+
+def submitted_total(url):
+    """notifier_jobs_submitted_total summed over its kind labels."""
+    lines = requests.get(f"{url}/metrics", timeout=5).text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines
+               if line.startswith("notifier_jobs_submitted_total{"))
+
+
+def _csrf_token(html):
+    marker = 'name="csrf_token" type="hidden" value="'
+    start = html.index(marker) + len(marker) if marker in html else None
+    if start is None:  # attribute order is the template's business
+        import re
+        return re.search(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"',
+                         html).group(1)
+    return html[start:html.index('"', start)]
+
+
+def test_a_redis_outage_is_survived_without_restarting_anything(processes):
+    stack = start_stack(processes)
+    url = stack.web.url
+    watcher = Watcher(url).connect()
+    browser = requests.Session()
+    try:
+        job_id = submit(url, steps=3, interval=0)["job_id"]
+        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
+        watcher.wait_finished(job_id)
+        token = _csrf_token(browser.get(url + "/", timeout=5).text)
+        submitted = submitted_total(url)
+
+        stack.redis.stop()
+        health = requests.get(url + "/healthz", timeout=10)
+        assert health.status_code == 503 and health.json()["status"] == "unavailable"
+        page = requests.get(url + "/", timeout=10)
+        assert page.status_code == 200 and "csrf_token" in page.text
+        api = requests.post(url + "/api/jobs", json={"kind": "sleep", "params": {"steps": 1}},
+                            timeout=15)
+        assert api.status_code == 503, api.text
+        assert api.json()["error"]["code"] == "unavailable"
+        assert "nothing was submitted" in api.json()["error"]["message"]
+        form = browser.post(url + "/jobs", data={"csrf_token": token, "kind": "sleep",
+                                                  "sleep-steps": "1", "sleep-interval": "0"},
+                            allow_redirects=False, timeout=15)
+        assert form.status_code == 503 and "nothing was" in form.text
+        assert submitted_total(url) == submitted
+        beats = len(watcher.heartbeats())
+        wait_for(lambda: len(watcher.heartbeats()) >= beats + 2, 10,
+                 message="heartbeats during the outage")
+        assert watcher.sio.connected
+
+        processes.redis(stack.redis_port)  # empty, as a restarted cache-only Redis would be
+
+        def accepted():
+            response = requests.post(url + "/api/jobs", timeout=15,
+                                     json={"kind": "sleep", "params": {"steps": 30, "interval": 0.1}})
+            return response.json() if response.status_code == 202 else None
+
+        job = wait_for(accepted, 30, 0.5, message="submissions to be accepted again")
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+        # No last_seq: whatever arrives now came live through the message queue, not from history.
+        ack = watcher.subscribe(job["job_id"])
+        assert ack["ok"]
+        final = watcher.wait_finished(job["job_id"], 60)
+        assert final["state"] == "SUCCESS"
+        # Events the web process missed while re-subscribing are replayed to the room from the
+        # store, so some may come twice; in seq order, every one after the ack's is there.
+        received = watcher.job_events(job["job_id"])
+        after_ack = [seq for seq in in_seq_order(received) if seq > ack["job"]["seq"]]
+        assert after_ack == list(range(ack["job"]["seq"] + 1, final["seq"] + 1)), received
+        assert [name for name, _ in watcher.events].count("connect") == 1, "the client reconnected"
+    finally:
+        watcher.close()
+
+
+def test_a_web_process_cut_off_from_the_message_queue_replays_what_its_rooms_missed(processes):
+    # Redis drops a pub/sub subscriber that lags (client-output-buffer-limit): do that to the web's
+    # listener mid-job. The client stays connected and never asks for a replay itself.
+    import redis
+
+    stack = start_stack(processes)
+    job_id = submit(stack.web.url, steps=100, interval=0.05)["job_id"]
+    watcher = Watcher(stack.web.url).connect()
+    try:
+        ack = watcher.subscribe(job_id)
+        assert ack["ok"]
+        wait_for(lambda: len(watcher.seqs(job_id)) >= 3, 30, message="live events")
+        admin = redis.Redis(port=stack.redis_port)
+        assert admin.client_kill_filter(_type="pubsub") >= 1
+        final = watcher.wait_finished(job_id, 60)
+        assert final["state"] == "SUCCESS"
+        kept = in_seq_order(watcher.job_events(job_id))
+        assert kept == list(range(ack["job"]["seq"] + 1, final["seq"] + 1)), kept
+        assert [name for name, _ in watcher.events].count("connect") == 1
+    finally:
+        watcher.close()

@@ -14,7 +14,7 @@ from notifier.settings import Settings
 from notifier.store import JobStore
 from tasks import KINDS
 
-from . import api, metrics, pages
+from . import api, metrics, pages, relay
 from .extensions import csrf, limiter, socketio
 from .heartbeat import start_heartbeat
 from .namespace import JobsNamespace
@@ -62,7 +62,7 @@ def create_app(settings=None):
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
 
-    manager = metrics.counting_manager(settings.message_queue)
+    manager = relay.relay_manager(settings.message_queue, app.extensions["notifier.store"])
     socketio.init_app(
         app,
         async_mode=settings.async_mode,
