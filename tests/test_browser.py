@@ -1,0 +1,262 @@
+"""The pages in a real Chromium, against the real processes (gunicorn + eventlet, celery, Redis)."""
+
+import re
+import signal
+
+import pytest
+from playwright.sync_api import expect
+from support import api_job, free_port, submit, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+expect.set_options(timeout=20_000)  # a busy 2-core machine: be patient, never sleep
+
+
+@pytest.fixture
+def site(stack, page):
+    """The stack's page, failing the test on any script error or any request off this machine."""
+    problems = []
+    local = re.compile(r"^(https?|wss?)://127\.0\.0\.1:\d+/|^data:")
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("request", lambda request: None if local.match(request.url)
+            else problems.append(f"request off this machine: {request.url}"))
+    page.websockets = []
+    page.on("websocket", lambda ws: page.websockets.append(ws.url))
+    page.url_for = lambda path: stack.url + path
+    yield page
+    assert problems == []
+
+
+def submit_form(page, **fields):
+    """Fill the sleep form on / and start the job; returns the new job's id."""
+    page.goto(page.url_for("/"))
+    for name, value in fields.items():
+        page.fill(f"#sleep-{name}", str(value))
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs/[0-9a-f-]{36}$"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def log_seqs(page):
+    return [int(seq) for seq in page.locator("#log li").evaluate_all(
+        "items => items.map(li => li.dataset.seq)")]
+
+
+def expect_complete_log(page, job_id, stack):
+    """The message log holds every seq of the job exactly once, in order."""
+    final_seq = api_job(stack.url, job_id)["seq"]
+    expect(page.locator("#log li")).to_have_count(final_seq + 1)
+    assert log_seqs(page) == list(range(final_seq + 1))
+
+
+def test_submitting_the_form_shows_the_job_live_until_its_result(site, stack):
+    job_id = submit_form(site, steps=8, interval=0.15)
+
+    expect(site.locator("#state")).to_have_text("SUCCESS")
+    expect(site.locator("#percent")).to_have_text("100%")
+    expect(site.locator("#bar")).to_have_attribute("aria-valuenow", "100")
+    expect(site.locator("#result")).to_contain_text("steps")
+    expect(site.locator("#result dd")).to_have_text("8")
+    expect(site.locator("#message")).to_have_text("done")
+    expect(site.locator("#cancel")).to_be_hidden()
+    expect(site.locator("#elapsed")).to_contain_text("elapsed")
+    expect(site).to_have_title("success · sleep")
+    expect_complete_log(site, job_id, stack)
+    expect(site.locator("#log li .text").last).to_have_text("done")
+    assert site.websockets, "the client should upgrade to a websocket by default"
+
+
+def test_bad_params_are_shown_beside_their_field(site):
+    site.goto(site.url_for("/"))
+    site.fill("#sleep-steps", "0")
+    with site.expect_response(lambda r: r.request.method == "POST") as answer:
+        site.click("button[type=submit]")
+    assert answer.value.status == 400
+    error = site.locator(".field.invalid .error[data-field='sleep-steps']")
+    expect(error).to_contain_text("between 1 and 10000")
+    expect(site.locator("#sleep-steps")).to_have_value("0")  # what was typed is kept
+
+    site.fill("#sleep-steps", "3")
+    site.fill("#sleep-fail_at", "5")
+    site.click("button[type=submit]")
+    expect(site.locator(".error[data-field='sleep-fail_at']")).to_contain_text("greater than steps")
+
+
+def test_title_eta_and_connection_indicator_follow_a_running_job(site, stack):
+    job = submit(stack.url, steps=20, interval=0.25)
+    site.goto(site.url_for(f"/jobs/{job['job_id']}"))
+
+    expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(site.locator("#connection")).to_have_text("live")
+    expect(site).to_have_title(re.compile(r"^([1-9]|[1-9][0-9])% · sleep$"))
+    expect(site.locator("#eta")).to_contain_text(re.compile(r"about \d+ s left"))
+    expect(site.locator("#counts")).to_contain_text(" / 20")
+    expect(site).to_have_title("success · sleep")
+    expect(site.locator("#eta")).to_have_text("")
+
+
+def test_reloading_mid_job_restores_its_state_and_whole_log(site, stack):
+    job = submit(stack.url, steps=20, interval=0.2)
+    site.goto(site.url_for(f"/jobs/{job['job_id']}"))
+    # (The page's CSP forbids eval, so wait through Playwright's own polling, not wait_for_function.)
+    expect(site.locator("#bar")).to_have_attribute("aria-valuenow", re.compile(r"^(2[5-9]|[3-9]\d)(\.\d+)?$"))
+
+    site.reload()
+    # Rendered by the server from the store, before any socket event arrives.
+    expect(site.locator("#state")).to_have_text("PROGRESS")
+    assert float(site.locator("#bar").get_attribute("aria-valuenow")) >= 25
+    # Then the subscribe replays the history: the log starts at seq 0 again.
+    expect(site.locator("#log li").first).to_have_attribute("data-seq", "0")
+    expect(site.locator("#state")).to_have_text("SUCCESS")
+    expect_complete_log(site, job["job_id"], stack)
+
+
+def test_cancel_button_stops_a_running_job(site, stack):
+    job = submit(stack.url, steps=100, interval=0.2)
+    site.goto(site.url_for(f"/jobs/{job['job_id']}"))
+    expect(site.locator("#state")).to_have_text("PROGRESS")
+
+    site.click("#cancel")
+    expect(site.locator("#state")).to_have_text("REVOKED")
+    expect(site.locator("#message")).to_have_text("cancelled")
+    expect(site.locator("#cancel")).to_be_hidden()
+    expect(site.locator("#outcome")).to_be_visible()
+    expect(site).to_have_title("revoked · sleep")
+    assert api_job(stack.url, job["job_id"])["state"] == "REVOKED"
+    assert site.locator("#bar").get_attribute("data-state") == "REVOKED"
+
+
+def test_a_failing_job_shows_its_error(site, stack):
+    job_id = submit_form(site, steps=6, interval=0.1, fail_at=3)
+
+    expect(site.locator("#state")).to_have_text("FAILURE")
+    expect(site.locator("#error")).to_have_text("StepFailed: failed at step 3, as asked")
+    expect(site.locator("#outcome-title")).to_have_text("Outcome")
+    expect(site.locator("#cancel")).to_be_hidden()
+    expect_complete_log(site, job_id, stack)
+
+
+def test_a_job_started_in_another_tab_appears_in_the_list(site, stack, context):
+    site.goto(site.url_for("/"))
+    expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
+
+    other = context.new_page()
+    other.url_for = site.url_for
+    job_id = submit_form(other, steps=10, interval=0.2)
+
+    row = site.locator(f"li.job-row[data-job-id='{job_id}']")
+    expect(row).to_be_visible()
+    expect(row.locator(".badge")).to_have_text(re.compile("PENDING|STARTED|PROGRESS"))
+    expect(row.locator(".badge")).to_have_text("SUCCESS")  # its state keeps changing live
+    expect(row.locator(".percent")).to_have_text("100%")
+    expect(row.locator("a")).to_have_attribute("href", f"/jobs/{job_id}")
+    expect(row.locator(".age")).to_contain_text("ago")
+    expect(site.locator("#recent-empty")).to_be_hidden()
+    other.close()
+
+
+def test_markup_in_messages_and_errors_is_shown_as_text(site, stack):
+    """A job's own words are text, never HTML: server-rendered, replayed or live."""
+    from flask_socketio import SocketIO
+
+    from notifier.settings import Settings
+    from notifier.store import FAILURE, JobStore
+    from tasks.reporter import ProgressReporter
+
+    evil = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
+    # A job published exactly as a worker publishes it (store, then the message queue), with a
+    # message no built-in kind would produce.
+    settings = Settings.from_env(stack.env)
+    store = JobStore.from_settings(settings)
+    emitter = SocketIO(message_queue=settings.message_queue, async_mode="threading")
+    job = store.create("sleep", {"steps": 3, "interval": 0})
+    reporter = ProgressReporter(job["job_id"], store, emitter, min_interval=0)
+    assert reporter.start()
+    try:
+        reporter.progress(1, 3, "before " + evil)
+        site.goto(site.url_for(f"/jobs/{job['job_id']}"))
+        expect(site.locator("#message")).to_have_text("before " + evil)
+        expect(site).to_have_title(re.compile(r"^33% · sleep$"))
+        expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
+        expect(site.locator("#log li")).to_have_count(3)  # seq 0..2, replayed
+
+        reporter.log("live " + evil)
+        expect(site.locator("#log li .text").last).to_have_text("live " + evil)
+    finally:
+        reporter.finish(FAILURE, error="Boom: " + evil, message="failed")
+    expect(site.locator("#error")).to_have_text("Boom: " + evil)
+    assert site.evaluate("window.__pwned") is None
+    assert site.locator("main script:not(#job-data), main img").count() == 0
+
+
+def test_long_polling_only(site, stack):
+    site.goto(site.url_for("/?transport=polling"))
+    expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
+    job = submit(stack.url, steps=6, interval=0.15)
+
+    site.goto(site.url_for(f"/jobs/{job['job_id']}?transport=polling"))
+    expect(site.locator("#connection")).to_have_text("live")
+    expect(site.locator("#state")).to_have_text("SUCCESS")
+    expect_complete_log(site, job["job_id"], stack)
+    assert site.websockets == []
+
+
+@pytest.mark.parametrize("hidden", [True, False], ids=["tab-hidden", "tab-visible"])
+def test_desktop_notification_only_when_the_tab_is_hidden(site, stack, hidden):
+    # Headless Chromium never hides a tab: stand in for the Notification API and visibility.
+    site.add_init_script("""
+        window.__notifications = [];
+        window.Notification = class {
+          constructor(title, options) { window.__notifications.push({ title, body: options.body }); }
+          static get permission() { return "granted"; }
+          static requestPermission() { return Promise.resolve("granted"); }
+        };
+        Object.defineProperty(document, "hidden", { get: () => %s });
+    """ % ("true" if hidden else "false"))
+    job = submit(stack.url, steps=4, interval=0.2)
+    site.goto(site.url_for(f"/jobs/{job['job_id']}"))
+
+    expect(site.locator("#state")).to_have_text("SUCCESS")
+    notes = site.evaluate("window.__notifications")
+    assert notes == ([{"title": "sleep: success", "body": "done"}] if hidden else [])
+
+
+def test_pages_fit_a_phone_screen(site, stack):
+    site.set_viewport_size({"width": 390, "height": 844})
+    job = submit(stack.url, steps=3, interval=0.05)
+    site.goto(site.url_for(f"/jobs/{job['job_id']}"))
+    expect(site.locator("#state")).to_have_text("SUCCESS")
+    assert site.evaluate("document.documentElement.scrollWidth") <= 390
+
+    site.goto(site.url_for("/"))
+    expect(site.locator(f"li.job-row[data-job-id='{job['job_id']}'] .badge")).to_have_text("SUCCESS")
+    assert site.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_indicator_and_log_survive_a_stalled_and_a_restarted_server(site, stack, processes):
+    """SIGSTOP: the link looks open but no heartbeat comes (stale). SIGKILL and restart: the page
+    reconnects, re-subscribes with its last seq, and its log has no gap and no duplicate."""
+    port = free_port()
+    web = processes.web(stack.env, port=port)  # same Redis and worker as the stack
+    job = submit(web.url, steps=40, interval=0.2)
+    site.goto(f"{web.url}/jobs/{job['job_id']}")
+    expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
+
+    web.signal_group(signal.SIGSTOP)
+    try:
+        expect(site.locator("#connection")).to_have_attribute("data-state", "stale")
+    finally:
+        web.signal_group(signal.SIGCONT)
+    expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
+
+    seen = max(log_seqs(site))
+    web.kill()
+    expect(site.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    # The job goes on meanwhile; the page misses those events.
+    wait_for(lambda: api_job(stack.url, job["job_id"])["seq"] >= seen + 5, 20,
+             message="the job to move on while the page is cut off")
+    processes.web(stack.env, port=port)
+
+    expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
+    expect(site.locator("#state")).to_have_text("SUCCESS")
+    expect_complete_log(site, job["job_id"], stack)
