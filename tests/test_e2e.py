@@ -116,3 +116,17 @@ def test_the_threading_mode_web_process_serves_the_same_jobs(stack, processes):
         wait_for(client.heartbeats, 5, message="a heartbeat in threading mode")
     finally:
         client.close()
+
+
+def test_one_heartbeat_loop_per_process_whatever_the_number_of_clients(stack):
+    clients = [Watcher(stack.url).connect() for _ in range(3)]
+    try:
+        wait_for(lambda: all(len(c.heartbeats()) >= 3 for c in clients), 10, message="3 beats each")
+        for client in clients:
+            beats = client.heartbeats()
+            assert len({beat["server"] for beat in beats}) == 1
+            gaps = [b["ts"] - a["ts"] for a, b in zip(beats, beats[1:])]
+            assert all(gap > 0.5 for gap in gaps), gaps  # 1 s apart, not one per client
+    finally:
+        for client in clients:
+            client.close()
