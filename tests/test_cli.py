@@ -1,0 +1,168 @@
+"""The terminal client, run for real as a subprocess against the real processes."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+from support import ROOT, api_job, free_port, submit, wait_for
+
+pytestmark = pytest.mark.e2e
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+def cli_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFIER_URL"}
+    env.update(PYTHONUNBUFFERED="1", COLUMNS="100", **extra)
+    return env
+
+
+def cli(stack, *args, env=None, timeout=60):
+    """Run ``python -m webapp.cli --url <stack> ARGS`` to its end."""
+    return subprocess.run([sys.executable, "-m", "webapp.cli", "--url", stack.url, *args], cwd=ROOT,
+                          env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def snapshots(stdout):
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_submit_prints_the_job_id_and_its_url(stack):
+    run = cli(stack, "submit", "sleep", "--steps", "3", "--interval", "0.05")
+
+    assert run.returncode == 0, run.stderr
+    job_id, url = run.stdout.splitlines()
+    assert re.fullmatch(UUID, job_id)
+    assert url == f"{stack.url}/jobs/{job_id}"
+    assert requests.get(url, timeout=5).status_code == 200
+    job = api_job(stack.url, job_id)
+    assert (job["kind"], job["params"]) == ("sleep", {"steps": 3, "interval": 0.05})
+
+
+def test_server_url_comes_from_notifier_url(stack):
+    run = subprocess.run([sys.executable, "-m", "webapp.cli", "submit", "sleep", "--steps", "1",
+                          "--interval", "0"], cwd=ROOT, env=cli_env(NOTIFIER_URL=stack.url),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[1].startswith(f"{stack.url}/jobs/")
+
+
+def test_watch_prints_each_message_and_exits_0_on_success(stack):
+    job = submit(stack.url, steps=5, interval=0.1)
+
+    run = cli(stack, "watch", job["job_id"])
+
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    messages = [line.split(None, 2)[2] for line in lines if line.startswith("#")]
+    assert messages == ["queued", "started", *(f"step {n} of 5" for n in range(1, 6)), "done"]
+    assert lines[-1].startswith("SUCCESS in ") and lines[-1].endswith("steps=5")
+
+
+def test_watch_json_prints_every_snapshot_once_in_seq_order(stack):
+    job = submit(stack.url, steps=6, interval=0.1)
+
+    run = cli(stack, "watch", job["job_id"], "--json")
+
+    assert run.returncode == 0, run.stderr
+    seen = snapshots(run.stdout)
+    assert [s["seq"] for s in seen] == list(range(len(seen)))
+    assert {s["job_id"] for s in seen} == {job["job_id"]}
+    assert seen[-1]["state"] == "SUCCESS" and seen[-1]["result"] == {"steps": 6}
+    assert seen[-1] == api_job(stack.url, job["job_id"])
+    assert [s["current"] for s in seen if s["state"] == "PROGRESS"] == [1, 2, 3, 4, 5, 6]
+
+
+def test_watch_over_long_polling(stack):
+    job = submit(stack.url, steps=3, interval=0.1)
+    run = cli(stack, "watch", job["job_id"], "--json", "--transport", "polling")
+    assert run.returncode == 0, run.stderr
+    assert snapshots(run.stdout)[-1]["state"] == "SUCCESS"
+
+
+def test_watch_exits_non_zero_with_the_error_when_the_job_fails(stack):
+    run = cli(stack, "submit", "sleep", "--steps", "4", "--interval", "0.05", "--fail-at", "2",
+              "--watch")
+
+    assert run.returncode == 1
+    assert run.stdout.splitlines()[-1].startswith("FAILURE after ")
+    assert "StepFailed: failed at step 2, as asked" in run.stdout
+
+
+def test_watch_exits_non_zero_when_the_job_is_cancelled(stack):
+    job = submit(stack.url, steps=200, interval=0.1)
+    watcher = subprocess.Popen([sys.executable, "-m", "webapp.cli", "--url", stack.url, "watch",
+                                job["job_id"], "--json"], cwd=ROOT, env=cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(watcher.stdout.readline())  # it is following the job
+        assert first["seq"] == 0
+        wait_for(lambda: api_job(stack.url, job["job_id"])["state"] == "PROGRESS", 20,
+                 message="the job to run")
+        assert requests.post(f"{stack.url}/api/jobs/{job['job_id']}/cancel", timeout=5).status_code == 202
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 3, err
+    assert json.loads(out.splitlines()[-1])["state"] == "REVOKED"
+
+
+def test_watch_resumes_without_gaps_after_the_server_restarts(stack, processes):
+    port = free_port()
+    web = processes.web(stack.env, port=port)  # same Redis and worker as the stack
+    job = submit(web.url, steps=30, interval=0.2)
+    watcher = subprocess.Popen([sys.executable, "-m", "webapp.cli", "--url", web.url, "watch",
+                                job["job_id"], "--json"], cwd=ROOT, env=cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = [json.loads(watcher.stdout.readline()) for _ in range(4)]  # up to a few steps in
+        web.kill()
+        wait_for(lambda: api_job(stack.url, job["job_id"])["seq"] >= seen[-1]["seq"] + 5, 20,
+                 message="the job to move on while the watcher is cut off")
+        processes.web(stack.env, port=port)
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, err
+    seqs = [s["seq"] for s in seen + snapshots(out)]
+    assert seqs == list(range(api_job(stack.url, job["job_id"])["seq"] + 1))
+
+
+def test_watching_a_finished_job_reports_it_at_once(stack):
+    job = submit(stack.url, steps=2, interval=0)
+    wait_for(lambda: api_job(stack.url, job["job_id"])["state"] == "SUCCESS", 20, message="the job")
+
+    run = cli(stack, "watch", job["job_id"], "--json")
+
+    assert run.returncode == 0, run.stderr
+    assert snapshots(run.stdout)[-1] == api_job(stack.url, job["job_id"])
+
+
+def test_a_live_progress_bar_on_a_terminal(stack):
+    job = submit(stack.url, steps=4, interval=0.1)
+    # rich draws its live bar only on a terminal; TTY_COMPATIBLE tells it this pipe is one.
+    run = cli(stack, "watch", job["job_id"], env=cli_env(TTY_COMPATIBLE="1"))
+    assert run.returncode == 0, run.stderr
+    assert "━" in run.stdout and "4/4" in run.stdout
+
+
+def test_bad_input_exits_2_naming_the_problem(stack):
+    run = cli(stack, "submit", "sleep", "--steps", "0")
+    assert run.returncode == 2
+    assert "steps: must be between 1 and 10000" in run.stderr
+
+    run = cli(stack, "watch", "00000000-0000-4000-8000-000000000000")
+    assert run.returncode == 2
+    assert "no job with id 00000000-0000-4000-8000-000000000000" in run.stderr
+
+
+def test_an_unreachable_server_exits_2(stack):
+    run = subprocess.run([sys.executable, "-m", "webapp.cli", "--url", "http://127.0.0.1:9",
+                          "watch", "00000000-0000-4000-8000-000000000000"], cwd=ROOT,
+                         env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "cannot connect to http://127.0.0.1:9" in run.stderr
