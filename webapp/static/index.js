@@ -57,7 +57,8 @@
   function add(job, atTop) {
     if (rows.has(job.job_id)) return;
     const row = el("li", { class: "job-row", "data-job-id": job.job_id },
-      el("a", { href: `/jobs/${job.job_id}`, class: "kind", text: job.kind }),
+      el("a", { href: `/jobs/${job.job_id}`, class: "kind" }, job.kind, " ",
+        el("small", { class: "short-id", text: job.job_id.slice(0, 8) })),
       el("span", { class: "badge", text: "…" }),
       el("div", { class: "bar" }, el("div", { class: "bar-fill" })),
       el("span", { class: "percent" }),

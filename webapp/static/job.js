@@ -28,10 +28,12 @@
       el("span", { class: "text", text: snapshot.message || "" }));
     // Insert in seq order, whatever order events arrived in (nearly always: at the end).
     const list = $("log");
+    const following = list.scrollHeight - list.scrollTop - list.clientHeight < 8;
     const last = list.lastElementChild;
-    if (!last || Number(last.dataset.seq) < snapshot.seq) { list.append(item); return; }
-    const after = [...list.children].find((li) => Number(li.dataset.seq) > snapshot.seq);
-    list.insertBefore(item, after || null);
+    if (!last || Number(last.dataset.seq) < snapshot.seq) list.append(item);
+    else list.insertBefore(item, [...list.children].find((li) => Number(li.dataset.seq) > snapshot.seq));
+    // Keep the newest message in view, unless the reader scrolled up to look at older ones.
+    if (following) list.scrollTop = list.scrollHeight;
   }
 
   function record(snapshot) {
