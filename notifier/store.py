@@ -21,6 +21,8 @@ SNAPSHOT_FIELDS = (
     "result", "error", "seq", "created_at", "updated_at", "finished_at",
 )
 UNFINISHED_TTL = 7 * 24 * 3600  # a job nobody ever runs is forgotten after a week
+MAX_CONNECTIONS = 50  # per process; more commands than this at once queue for a connection
+POOL_TIMEOUT = 5  # seconds to wait for a free connection before failing like an outage
 
 # KEYS: job hash, history stream, running-job sorted set (scored by the last sign of life).
 # ARGV: now, history length, finished ttl, allowed states ("" = any unfinished),
@@ -107,7 +109,11 @@ def connect(url, *, patient=False):
         from redis.retry import Retry
         options.update(retry=Retry(ExponentialBackoff(cap=2.0), 8),
                        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
-    return redis.Redis.from_url(url, **options)
+    # redis-py's default pool refuses a 101st concurrent command ("Too many connections"): a web
+    # process serving many sockets at once waits its turn for a connection instead.
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS,
+                                                 timeout=POOL_TIMEOUT, **options)
+    return redis.Redis(connection_pool=pool)
 
 
 def _decode(pairs):

@@ -69,6 +69,9 @@ def create_app(settings=None):
         client_manager=manager,
         cors_allowed_origins=_origin_checker(settings.cors_allowed_origins),
         max_http_buffer_size=MAX_EVENT_BYTES,
+        # One client's events are handled one after another, in order: a client that floods
+        # subscribe calls queues behind itself instead of taking every Redis connection.
+        async_handlers=False,
         logger=settings.socketio_logger,
         engineio_logger=settings.engineio_logger,
         **{name: value for name, value in (("ping_interval", settings.ping_interval),

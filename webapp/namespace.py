@@ -51,9 +51,9 @@ class JobsNamespace(Namespace):
         except JobNotFound:
             leave_room(job_id)
             return _error("not_found", f"no job with id {job_id}")
-        except redis.RedisError:
+        except redis.RedisError as exc:
             leave_room(job_id)
-            log.warning("subscribe to %s failed: Redis is unavailable", job_id)
+            log.warning("subscribe to %s failed: Redis is unavailable (%s)", job_id, exc)
             return _error("unavailable", "job state is unavailable right now, try again shortly")
         if snapshot["state"] in FINAL_STATES:
             leave_room(job_id)  # its room is closed, or about to be: nothing more will come

@@ -1,0 +1,260 @@
+"""Nobody in, nothing broken: hostile Socket.IO traffic, bad params, and who may watch or submit."""
+
+import json
+import os
+import uuid
+
+import pytest
+import redis
+import requests
+import socketio
+import websocket
+
+from support import (Watcher, children, free_port, in_seq_order, metric, process_env, rss_bytes,
+                     submit, wait_for)
+
+FUZZ_ID = str(uuid.uuid4())
+MALFORMED = [
+    "", "9", "4", "4x", "40/jobs", "40/nope,", "41/nope,", "42/jobs,", "42/jobs,[", "42/jobs,{}",
+    "42/jobs,[1,2]", '42/jobs,["subscribe"]', '42/jobs,1["subscribe",null]',
+    '42/jobs,2["subscribe",[1,2,3]]', '42/jobs,3["subscribe","x"]', '42/jobs,4["subscribe",{"job_id":123}]',
+    f'42/jobs,5["subscribe",{{"job_id":"{FUZZ_ID}","last_seq":"x"}}]',
+    f'42/jobs,6["subscribe",{{"job_id":"{FUZZ_ID}","last_seq":1e400}}]',
+    f'42/jobs,7["subscribe",{{"job_id":"{FUZZ_ID}","last_seq":-99999999999999999999999}}]',
+    '42/jobs,8["subscribe",{"job_id":"\\ud800"}]', '42/jobs,9["no_such_event",{}]',
+    '42/jobs,10["unsubscribe",null]', '42/jobs,11["connect",{}]', '42/jobs,12["disconnect"]',
+    '45-/jobs,13["subscribe",{"_placeholder":true,"num":0}]', "43/jobs,99[]", "44/jobs,{}",
+    '42/jobs,14["subscribe",' + "[" * 4000 + "]" * 4000 + "]",
+    '42/jobs,15["subscribe",{"job_id":"' + "a" * 15000 + '"}]',
+    "2", "3", "6", "5", "1",
+]
+
+
+def _websocket(url):
+    ws = websocket.create_connection(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+                                     timeout=5)
+    assert ws.recv().startswith("0{")
+    return ws
+
+
+def _throw_malformed_packets(url):
+    """One raw Engine.IO connection per packet, so each is judged on its own; then binary junk,
+    an oversized frame and junk over HTTP long-polling."""
+    for packet in MALFORMED:
+        ws = _websocket(url)
+        try:
+            ws.send("40/jobs,")
+            ws.send(packet)
+            ws.send("2")  # the connection may be closed by now, or still answer
+        except (websocket.WebSocketException, OSError):
+            pass
+        finally:
+            ws.close()
+    ws = _websocket(url)
+    try:
+        ws.send_binary(b"\x00\x01\xffjunk")
+        ws.send("40/jobs,")
+        ws.send('42/jobs,["subscribe","' + "x" * 200_000 + '"]')  # over max_http_buffer_size
+        with pytest.raises((websocket.WebSocketException, OSError)):
+            for _ in range(20):  # the server closes this connection: reading fails
+                ws.recv()
+    finally:
+        ws.close()
+    for query in ("EIO=4&transport=polling&sid=bogus", "EIO=99&transport=polling",
+                  "EIO=4&transport=carrier-pigeon"):
+        response = requests.post(f"{url}/socket.io/?{query}", data=b"\x00junk" * 100, timeout=5)
+        assert response.status_code == 400
+
+
+def _flood(url, job_id, calls=1500):
+    """Thousands of subscribe calls (unknown jobs, the real one, junk) and unknown events."""
+    sio = socketio.Client(reconnection=False)  # dropped on purpose below: stay away
+    acks = []
+    sio.connect(url, namespaces=["/jobs"], transports=["websocket"], wait_timeout=10)
+    try:
+        for n in range(calls):
+            payload = [{"job_id": str(uuid.uuid4())}, {"job_id": job_id, "last_seq": n % 5},
+                       {"job_id": job_id[:-1]}, n][n % 4]
+            sio.emit("subscribe", payload, namespace="/jobs", callback=lambda *a: acks.append(a))
+            sio.emit(f"event-{n}", {"x": n}, namespace="/jobs")
+            if n % 100 == 99:  # a client's events are handled in order: keep its pongs in reach
+                wait_for(lambda: len(acks) == n + 1, 30, message=f"{n + 1} subscribe acks")
+        wait_for(lambda: len(acks) == calls, 30, message=f"{calls} subscribe acks")
+        codes = {ack[0]["error"]["code"] if not ack[0]["ok"] else "ok" for ack in acks}
+        assert codes == {"ok", "not_found", "invalid"}
+        # Oversized event through a proper client: its connection is dropped, nobody else's.
+        sio.emit("subscribe", {"job_id": "x" * 100_000}, namespace="/jobs")
+        wait_for(lambda: not sio.connected, 10, message="the oversized client to be disconnected")
+    finally:
+        sio.disconnect()
+
+
+@pytest.mark.e2e
+def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, log_dir):
+    redis_port = free_port()
+    processes.redis(redis_port)
+    env = process_env(f"redis://127.0.0.1:{redis_port}/0", HEARTBEAT_INTERVAL=1,
+                      PROGRESS_MIN_INTERVAL=0, JOB_STALL_TIMEOUT=60,
+                      # python-engineio 4.15 leaves the socket of a client that sent an empty
+                      # websocket frame to be reaped by the ping timeout: keep that short here.
+                      SOCKETIO_PING_INTERVAL=4, SOCKETIO_PING_TIMEOUT=6)
+    web = processes.web(env)
+    processes.worker(env)
+    job_id = submit(web.url, steps=600, interval=0.1)["job_id"]
+    victim = Watcher(web.url).connect()
+    try:
+        assert victim.subscribe(job_id, last_seq=-1)["ok"]
+        wait_for(lambda: len(victim.seqs(job_id)) >= 3, 30, message="the victim's first events")
+        [worker_pid] = children(web.pid)
+        _throw_malformed_packets(web.url)
+        _flood(web.url, job_id)
+        warm = rss_bytes(worker_pid)
+        during = len(victim.seqs(job_id))
+        for _ in range(2):
+            _throw_malformed_packets(web.url)
+            _flood(web.url, job_id)
+        grown = rss_bytes(worker_pid) - warm
+        assert web.alive() and children(web.pid) == [worker_pid], "the web worker restarted"
+        assert grown < 40 * 2**20, f"web worker grew by {grown / 2**20:.1f} MiB over two more rounds"
+        assert len(victim.seqs(job_id)) > during, "the victim stopped receiving progress"
+        wait_for(lambda: metric(web.url, "notifier_clients_connected") == 1, 30,
+                 message="only the victim to be left connected")
+        assert metric(web.url, "notifier_rooms_open") == 1
+        requests.post(f"{web.url}/api/jobs/{job_id}/cancel", timeout=5).raise_for_status()
+        final = victim.wait_finished(job_id, 30)
+        assert final["state"] == "REVOKED"
+        assert in_seq_order(victim.job_events(job_id)) == list(range(final["seq"] + 1))
+        assert victim.sio.connected
+    finally:
+        victim.close()
+
+
+# ---- params: only the declared ones, each bounded; unknown kinds rejected -------------------------
+
+@pytest.mark.parametrize("body, field", [
+    ({"kind": "nope", "params": {}}, "kind"),
+    ({"kind": ["sleep"], "params": {}}, "kind"),
+    ({"kind": "sleep", "params": {"steps": 10001}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": 0}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": 2.5}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": "10"}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": True}}, "params.steps"),
+    ({"kind": "sleep", "params": {"interval": 61}}, "params.interval"),
+    ({"kind": "sleep", "params": {"interval": -1}}, "params.interval"),
+    ({"kind": "sleep", "params": {"steps": 3, "fail_at": 4}}, "params.fail_at"),
+    ({"kind": "sleep", "params": {"shell": "rm -rf /"}}, "params.shell"),
+    ({"kind": "sleep", "params": []}, "params"),
+    ({"kind": "primes", "params": {"limit": 10**9}}, "params.limit"),
+    ({"kind": "primes", "params": {}}, "params.limit"),
+    ({"kind": "sleep", "params": {}, "priority": 9}, "priority"),
+])
+def test_bad_params_or_kinds_are_refused_and_enqueue_nothing(client, store, body, field):
+    response = client.post("/api/jobs", json=body)
+    assert response.status_code == 400, response.get_json()
+    assert field in response.get_json()["error"]["fields"]
+    assert store.redis.keys("notifier:job:*") == [] and store.redis.llen("celery") == 0
+
+
+def test_huge_or_non_object_bodies_are_refused(client, store):
+    assert client.post("/api/jobs", data="[1]", content_type="application/json").status_code == 400
+    huge = json.dumps({"kind": "sleep", "params": {"steps": 1}, "pad": "x" * 100_000})
+    assert client.post("/api/jobs", data=huge, content_type="application/json").status_code == 413
+    assert store.redis.keys("notifier:job:*") == []
+
+
+# ---- who may watch and submit ---------------------------------------------------------------------
+
+def test_the_form_needs_its_csrf_token_and_the_api_takes_only_json(client, store):
+    no_token = client.post("/jobs", data={"kind": "sleep", "sleep-steps": "1"})
+    assert no_token.status_code == 400
+    as_form = client.post("/api/jobs", data={"kind": "sleep"})
+    assert as_form.status_code == 415
+    as_text = client.post("/api/jobs", data='{"kind": "sleep"}', content_type="text/plain")
+    assert as_text.status_code == 415
+    assert store.redis.keys("notifier:job:*") == []
+
+
+def test_pages_carry_security_headers_and_never_render_job_text_as_html(client, store):
+    job = store.create("sleep", {"steps": 1})
+    store.update(job["job_id"], state="FAILURE", message="<img src=x onerror=alert(1)>",
+                 error="<script>alert(2)</script>")
+    for path in ("/", f"/jobs/{job['job_id']}"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "<img src=x" not in response.text and "<script>alert" not in response.text
+
+
+def test_secret_key_is_required_in_production(processes, log_dir):
+    from dataclasses import replace
+
+    from notifier.settings import Settings
+    from webapp import create_app
+
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app(replace(Settings.from_env(), secret_key="", production=True,
+                           async_mode="threading", heartbeat_interval=0))
+    env = process_env(os.environ["REDIS_URL"], NOTIFIER_ENV="production")
+    env.pop("SECRET_KEY")
+    with pytest.raises(AssertionError, match="SECRET_KEY must be set"):
+        processes.web(env)
+
+
+@pytest.mark.e2e
+def test_cross_origin_sockets_are_refused_unless_listed_and_submissions_are_rate_limited(processes):
+    redis_port = free_port()
+    processes.redis(redis_port)
+    env = process_env(f"redis://127.0.0.1:{redis_port}/0", HEARTBEAT_INTERVAL=1,
+                      CORS_ALLOWED_ORIGINS="https://allowed.example", SUBMIT_RATE_LIMIT="3 per minute")
+    web = processes.web(env)
+
+    def connects(origin):
+        """Over long-polling (one Origin header: websocket-client would add its own beside ours)."""
+        sio = socketio.Client(reconnection=False)
+        try:
+            sio.connect(web.url, namespaces=["/jobs"], transports=["polling"], wait_timeout=5,
+                        headers={"Origin": origin} if origin else {})
+            return True
+        except socketio.exceptions.ConnectionError:
+            return False
+        finally:
+            sio.disconnect()
+
+    def websocket_opens(origin):
+        try:
+            websocket.create_connection(web.url.replace("http", "ws")
+                                        + "/socket.io/?EIO=4&transport=websocket",
+                                        origin=origin, timeout=5).close()
+            return True
+        except websocket.WebSocketBadStatusException:
+            return False
+
+    assert not connects("https://evil.example")
+    assert not connects("http://allowed.example")  # scheme matters
+    assert connects("https://allowed.example")
+    assert connects(web.url)  # the page's own origin
+    assert connects(None)  # not a browser: no Origin, nothing to protect
+    assert not websocket_opens("https://evil.example")
+    assert websocket_opens("https://allowed.example") and websocket_opens(web.url)
+
+    accepted = [requests.post(f"{web.url}/api/jobs", json={"kind": "sleep", "params": {"steps": 1}},
+                              timeout=5) for _ in range(3)]
+    assert [r.status_code for r in accepted] == [202, 202, 202]
+    session = requests.Session()
+    page = session.get(web.url + "/", timeout=5).text
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    form = session.post(f"{web.url}/jobs", data={"csrf_token": token, "kind": "sleep",
+                                                 "sleep-steps": "1", "sleep-interval": "0"},
+                        allow_redirects=False, timeout=5)
+    api = requests.post(f"{web.url}/api/jobs", json={"kind": "sleep", "params": {"steps": 1}},
+                        timeout=5)
+    for limited in (form, api):  # the form and the API share one limit per client
+        assert limited.status_code == 429
+        assert int(limited.headers["Retry-After"]) > 0
+    assert api.json()["error"]["code"] == "too_many_requests"
+    keys = redis.Redis(port=redis_port).keys("*notifier:ratelimit*")
+    assert keys, "the limiter keeps its counts in Redis"
+    assert len(redis.Redis(port=redis_port).keys("notifier:job:*")) == 3
