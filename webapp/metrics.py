@@ -1,6 +1,5 @@
 """Prometheus metrics of this web process, served at ``/metrics``."""
 
-import socketio as python_socketio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from notifier.events import FINISHED, NAMESPACE, PROGRESS
@@ -14,24 +13,6 @@ CLIENTS_CONNECTED = Gauge("notifier_clients_connected",
                           "Socket.IO clients connected to /jobs on this process.", registry=REGISTRY)
 ROOMS_OPEN = Gauge("notifier_rooms_open", "Job rooms with at least one client on this process.",
                    registry=REGISTRY)
-
-
-class RelayCounting:
-    """Mixin for a python-socketio pub/sub manager that counts the job events it delivers."""
-
-    def _handle_emit(self, message):
-        if message.get("namespace") == NAMESPACE and message.get("event") in (PROGRESS, FINISHED):
-            EVENTS_RELAYED.labels(event=message["event"]).inc()
-        return super()._handle_emit(message)
-
-
-def counting_manager(url, channel="flask-socketio"):
-    """The client manager Flask-SocketIO would pick for ``url`` (same channel), counting relays."""
-    if url.startswith(("redis://", "rediss://")):
-        base = python_socketio.RedisManager
-    else:
-        base = python_socketio.KombuManager
-    return type(f"RelayCounting{base.__name__}", (RelayCounting, base), {})(url, channel=channel)
 
 
 def job_rooms(manager):

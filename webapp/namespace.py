@@ -4,7 +4,7 @@ import logging
 
 import redis
 from flask import current_app, request
-from flask_socketio import Namespace, join_room, leave_room
+from flask_socketio import Namespace, leave_room
 
 from notifier.events import event_for
 from notifier.store import FINAL_STATES, JobNotFound, is_job_id
@@ -43,24 +43,32 @@ class JobsNamespace(Namespace):
         except InvalidRequest as exc:
             return _error("invalid", str(exc))
         store = current_app.extensions["notifier.store"]
-        # Join before reading, so an event published meanwhile reaches this client live.
-        join_room(job_id)
+        relay, sid = self.socketio.server.manager, request.sid
+
+        def send(event, snapshot):
+            self.socketio.emit(event, snapshot, to=sid, namespace=self.namespace, ignore_queue=True)
+
+        # Join before reading, so nothing published meanwhile is missed; its live events wait
+        # until the replay has gone out, so the client gets every seq once, in order.
+        relay.join_held(sid, self.namespace, job_id)
         try:
             snapshot = store.get(job_id)
             missed = store.history(job_id, last_seq) if last_seq is not None else []
-        except JobNotFound:
+        except (JobNotFound, redis.RedisError) as exc:
+            relay.release(sid, job_id)
             leave_room(job_id)
-            return _error("not_found", f"no job with id {job_id}")
-        except redis.RedisError as exc:
-            leave_room(job_id)
+            if isinstance(exc, JobNotFound):
+                return _error("not_found", f"no job with id {job_id}")
             log.warning("subscribe to %s failed: Redis is unavailable (%s)", job_id, exc)
             return _error("unavailable", "job state is unavailable right now, try again shortly")
-        if snapshot["state"] in FINAL_STATES:
-            leave_room(job_id)  # its room is closed, or about to be: nothing more will come
         for past in missed:
             if past["seq"] <= snapshot["seq"]:
-                self.socketio.emit(event_for(past), past, to=request.sid, namespace=self.namespace,
-                                   ignore_queue=True)
+                send(event_for(past), past)
+        if snapshot["state"] in FINAL_STATES:
+            relay.release(sid, job_id)
+            leave_room(job_id)  # its room is closed, or about to be: nothing more will come
+        else:  # what the snapshot (and the replay) covers is not sent again
+            relay.release(sid, job_id, send, after_seq=snapshot["seq"])
         return {"ok": True, "job": snapshot}
 
     def on_unsubscribe(self, data=None):

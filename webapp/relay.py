@@ -1,27 +1,105 @@
-"""Keeps this process's job rooms whole across a Redis outage.
+"""How job events reach this process's clients: counted, kept in order, and whole across outages.
+
+Every manager here counts the job events it relays (``/metrics``) and can hold one client's live
+events of a job while that client's replay is sent, so a client that subscribes with ``last_seq``
+gets the missed events first and the live ones after, each once, in ``seq`` order.
 
 python-socketio's Redis listener re-subscribes after an outage with a back-off that grows to a
 minute, and whatever the workers published before it is subscribed again never reaches this
-process: a client that stayed connected would miss events, even ``finished``. This listener retries
-every second and, once subscribed again, replays from the job store what each job room here
-missed since the last event it relayed (clients drop duplicates by ``seq``).
+process: a client that stayed connected would miss events, even ``finished``. The Redis manager
+here retries every second and, once subscribed again, replays from the job store what each job
+room here missed since the last event it relayed (clients drop duplicates by ``seq``).
 """
 
 import logging
+import threading
 import time
 
 import socketio as python_socketio
 
-from notifier.events import FINISHED, NAMESPACE, event_for
+from notifier.events import FINISHED, NAMESPACE, PROGRESS, event_for
 from notifier.store import FINAL_STATES
 
-from .metrics import RelayCounting, counting_manager, job_rooms
+from .metrics import EVENTS_RELAYED, job_rooms
 
 log = logging.getLogger(__name__)
 RETRY_INTERVAL = 1.0
 
 
-class ResyncingRedisManager(RelayCounting, python_socketio.RedisManager):
+def _snapshot_of(message):
+    data = message.get("data")
+    return data[0] if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) else None
+
+
+class OrderedRelay:
+    """Mixin for a python-socketio pub/sub manager: counts job events, and makes a subscriber
+    that replays (``join_held`` ... ``release``) get each seq once, in order.
+
+    While the replay goes out, the subscriber's live events of that job are held back. After it,
+    the subscriber has a floor: live events at or below the seq it already has are not sent (the
+    job store can be ahead of the message queue, so they may still be on their way). The first
+    live event above the floor removes it.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._gate = threading.Lock()  # green under eventlet's monkey patching
+        self._held = {}  # job room -> {sid: [(event, snapshot), ...]} held back from that sid
+        self._floor = {}  # job room -> {sid: highest seq that sid already has}
+
+    def _handle_emit(self, message):
+        snapshot = _snapshot_of(message)
+        if (message.get("namespace") != NAMESPACE or message.get("event") not in (PROGRESS, FINISHED)
+                or snapshot is None):
+            return super()._handle_emit(message)
+        EVENTS_RELAYED.labels(event=message["event"]).inc()
+        room, seq = message.get("room"), snapshot.get("seq", -1)
+        with self._gate:  # deciding who is skipped and delivering to the rest is one step
+            skip = set()
+            for sid, buffer in self._held.get(room, {}).items():
+                buffer.append((message["event"], snapshot))
+                skip.add(sid)
+            floors = self._floor.pop(room, {})
+            for sid, floor in floors.items():
+                if seq <= floor:
+                    skip.add(sid)
+            floors = {sid: floor for sid, floor in floors.items() if seq <= floor}
+            if floors and message["event"] != FINISHED:
+                self._floor[room] = floors
+            if skip:
+                given = message.get("skip_sid") or []
+                given = [given] if isinstance(given, str) else list(given)
+                message = {**message, "skip_sid": given + sorted(skip)}
+            return super()._handle_emit(message)
+
+    def join_held(self, sid, namespace, room):
+        """Put ``sid`` in ``room`` with its live events held back until ``release``."""
+        with self._gate:
+            self._held.setdefault(room, {})[sid] = []
+            self.enter_room(sid, namespace, room)
+
+    def release(self, sid, room, send=None, after_seq=None):
+        """Pass on, through ``send(event, snapshot)``, the held events newer than ``after_seq``,
+        then let live events newer than what ``sid`` has through again."""
+        while True:
+            with self._gate:
+                held = self._held.get(room, {})
+                buffer = held.get(sid, [])
+                if not buffer:
+                    held.pop(sid, None)
+                    if not held:
+                        self._held.pop(room, None)
+                    if send and after_seq is not None:
+                        self._floor.setdefault(room, {})[sid] = after_seq
+                    return
+                held[sid] = []
+            for event, snapshot in buffer:  # outside the gate: events arriving now are held
+                if send and (after_seq is None or snapshot["seq"] > after_seq):
+                    send(event, snapshot)
+                    after_seq = snapshot["seq"]
+
+
+class ResyncingRedisManager(OrderedRelay, python_socketio.RedisManager):
     """The Redis client manager, plus a replay from the job store after each re-subscribe."""
 
     def __init__(self, url, store, channel="flask-socketio"):
@@ -76,8 +154,13 @@ class ResyncingRedisManager(RelayCounting, python_socketio.RedisManager):
         log.warning("message queue back: replayed %d events to %d job rooms", replayed, len(rooms))
 
 
-def relay_manager(url, store):
-    """The client manager for the message queue at ``url``: resyncing for Redis, else counting."""
+class OrderedKombuManager(OrderedRelay, python_socketio.KombuManager):
+    """The manager for RabbitMQ (or any other Kombu transport)."""
+
+
+def relay_manager(url, store, channel="flask-socketio"):
+    """The client manager Flask-SocketIO would pick for ``url`` (same channel), made an
+    OrderedRelay; for Redis, one that also replays what its rooms missed during an outage."""
     if url.startswith(("redis://", "rediss://")):
-        return ResyncingRedisManager(url, store)
-    return counting_manager(url)
+        return ResyncingRedisManager(url, store, channel=channel)
+    return OrderedKombuManager(url, channel=channel)
