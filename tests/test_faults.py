@@ -293,3 +293,31 @@ def test_a_web_process_cut_off_from_the_message_queue_replays_what_its_rooms_mis
         assert [name for name, _ in watcher.events].count("connect") == 1
     finally:
         watcher.close()
+
+
+def test_two_web_processes_relay_every_job_and_declare_a_lost_job_once(processes):
+    # Two web processes on one Redis: each relays the worker's events to its own clients, and
+    # when the worker dies only one of them (the holder of the stall-check lock) declares it LOST.
+    stack = start_stack(processes, JOB_STALL_TIMEOUT=3)
+    other = processes.web(stack.env)
+    job_id = submit(other.url, steps=100, interval=0.1)["job_id"]
+    watchers = [Watcher(stack.web.url).connect(), Watcher(other.url).connect()]
+    try:
+        for watcher in watchers:
+            assert watcher.subscribe(job_id, last_seq=-1)["ok"]
+        wait_for(lambda: all(len(w.seqs(job_id)) >= 4 for w in watchers), 30,
+                 message="both web processes to relay the job")
+        stack.worker.kill()
+        finals = [watcher.wait_finished(job_id, 30) for watcher in watchers]
+        assert finals[0] == finals[1] and finals[0]["state"] == "LOST"
+        for watcher in watchers:
+            assert watcher.seqs(job_id) == list(range(finals[0]["seq"] + 1))
+            assert len(watcher.finished(job_id)) == 1
+        assert api_job(stack.web.url, job_id)["seq"] == finals[0]["seq"]  # nothing after LOST
+        deciders = [web for web in (stack.web, other) if f"job {job_id} declared LOST" in web.output()]
+        assert len(deciders) == 1
+        for url in (stack.web.url, other.url):
+            wait_for(lambda: metric(url, "notifier_rooms_open") == 0, 5, message="rooms closed")
+    finally:
+        for watcher in watchers:
+            watcher.close()
