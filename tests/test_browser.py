@@ -192,12 +192,16 @@ def test_markup_in_messages_and_errors_is_shown_as_text(site, stack):
 def test_long_polling_only(site, stack):
     site.goto(site.url_for("/?transport=polling"))
     expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
-    job = submit(stack.url, steps=6, interval=0.15)
+    site.fill("#sleep-steps", "6")
+    site.fill("#sleep-interval", "0.15")
+    site.click("button[type=submit]")
 
-    site.goto(site.url_for(f"/jobs/{job['job_id']}?transport=polling"))
+    # The job page keeps the forced transport after the form's redirect.
+    expect(site).to_have_url(re.compile(r"/jobs/[0-9a-f-]{36}\?transport=polling$"))
+    job_id = site.locator("#job").get_attribute("data-job-id")
     expect(site.locator("#connection")).to_have_text("live")
     expect(site.locator("#state")).to_have_text("SUCCESS")
-    expect_complete_log(site, job["job_id"], stack)
+    expect_complete_log(site, job_id, stack)
     assert site.websockets == []
 
 

@@ -81,3 +81,13 @@ def test_pages_carry_security_headers(client):
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_forced_transport_is_kept_from_the_form_to_the_job_page(client, queued):
+    html = client.get("/?transport=polling").get_data(as_text=True)
+    assert 'action="/jobs?transport=polling"' in html
+    response = client.post("/jobs?transport=polling", data={
+        "csrf_token": csrf_token(client), "kind": "sleep", "sleep-steps": "2"})
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("?transport=polling")
+    assert 'action="/jobs"' in client.get("/?transport=carrier-pigeon").get_data(as_text=True)

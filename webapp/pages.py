@@ -23,9 +23,15 @@ def submit_limit():
 submit_rate_limit = limiter.shared_limit(submit_limit, scope="submit")
 
 
+def _transport():
+    """A forced Socket.IO transport (``?transport=polling``), carried from page to page."""
+    transport = request.args.get("transport")
+    return transport if transport in ("polling", "websocket") else None
+
+
 def _index(form, forms, status=200, problem=None):
     return render_template("index.html", form=form, params_forms=forms, kinds=KINDS,
-                           problem=problem), status
+                           problem=problem, transport=_transport()), status
 
 
 @bp.get("/")
@@ -51,7 +57,7 @@ def submit():
     except (redis.RedisError, BrokerUnavailable):
         return _index(form, forms, 503, "The job queue is unavailable right now: nothing was "
                                         "submitted. Please try again in a moment.")
-    return redirect(url_for("pages.job_page", job_id=snapshot["job_id"]), 303)
+    return redirect(url_for("pages.job_page", job_id=snapshot["job_id"], transport=_transport()), 303)
 
 
 @bp.get("/jobs/<job_id>")
