@@ -108,10 +108,8 @@ class ResyncingRedisManager(OrderedRelay, python_socketio.RedisManager):
         self.relayed = {}  # job room -> seq of the last event this process passed on to it
 
     def _handle_emit(self, message):
-        data = message.get("data")
-        snapshot = data[0] if isinstance(data, list) and len(data) == 1 else None
-        room = message.get("room")
-        if message.get("namespace") == NAMESPACE and isinstance(snapshot, dict) and room:
+        snapshot, room = _snapshot_of(message), message.get("room")
+        if message.get("namespace") == NAMESPACE and snapshot is not None and room:
             if message.get("event") == FINISHED:
                 self.relayed.pop(room, None)
             elif isinstance(snapshot.get("seq"), int):
@@ -143,12 +141,11 @@ class ResyncingRedisManager(OrderedRelay, python_socketio.RedisManager):
         replayed = 0
         for room in rooms:
             for snapshot in self.store.history(room, self.relayed.get(room, -1)):
-                self.emit(event_for(snapshot), snapshot, namespace=NAMESPACE, room=room,
-                          ignore_queue=True)
-                self.relayed[room] = snapshot["seq"]
+                # The same path as a message from the queue: counted, ordered, tracked above.
+                self._handle_emit({"method": "emit", "event": event_for(snapshot), "data": [snapshot],
+                                   "namespace": NAMESPACE, "room": room, "host_id": self.host_id})
                 replayed += 1
                 if snapshot["state"] in FINAL_STATES:
-                    self.relayed.pop(room, None)
                     self._handle_close_room({"room": room, "namespace": NAMESPACE})
                     break
         log.warning("message queue back: replayed %d events to %d job rooms", replayed, len(rooms))
