@@ -23,10 +23,11 @@ _visibility_timeout = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT") or 3600)
 # kombu looks for such messages only every interval x throttle seconds (100 s by default): sweep
 # about four times per visibility timeout, so a short one is honoured (the default is unchanged).
 _restore_every = max(1, min(100, _visibility_timeout // 4))
+_restore_interval = min(10, _restore_every)
 broker_transport_options = {
     "visibility_timeout": _visibility_timeout,
-    "unacked_restore_interval": min(10, _restore_every),
-    "unacked_restore_throttle": max(1, _restore_every // min(10, _restore_every)),
+    "unacked_restore_interval": _restore_interval,
+    "unacked_restore_throttle": max(1, _restore_every // _restore_interval),
 }
 
 broker_connection_retry_on_startup = True

@@ -46,7 +46,6 @@ class Settings:
     finished_ttl: float = 24 * 3600
     progress_min_interval: float = 0.1
     key_prefix: str = "notifier:"
-    max_event_bytes: int = 16 * 1024
 
     def web_secret_key(self):
         """The key that signs sessions and CSRF tokens: required in production, random in development."""

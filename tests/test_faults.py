@@ -4,6 +4,7 @@ Every test starts its own redis-server, web process (gunicorn + eventlet) and Ce
 crash in one test cannot leak into the next.
 """
 
+import contextlib
 import os
 import signal
 from types import SimpleNamespace
@@ -31,6 +32,18 @@ def start_stack(processes, *, worker=True, concurrency=2, **env):
     if worker:
         stack.worker = processes.worker(env, concurrency=concurrency)
     return stack
+
+
+@contextlib.contextmanager
+def following(url, job_id, *, under_way=3):
+    """A Watcher following the job from seq 0 once it is under way; closed afterwards."""
+    watcher = Watcher(url).connect()
+    try:
+        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
+        wait_for(lambda: len(watcher.seqs(job_id)) >= under_way, 30, message="the job to be under way")
+        yield watcher
+    finally:
+        watcher.close()
 
 
 def assert_gap_free(events, final_seq):
@@ -94,10 +107,7 @@ def test_a_job_whose_worker_process_is_killed_is_rerun_by_the_next_one(processes
     # reject_on_worker_lost) and a new pool process takes over once the dead one's lease ran out.
     stack = start_stack(processes, concurrency=1, JOB_STALL_TIMEOUT=30)
     job_id = submit(stack.web.url, steps=30, interval=0.2)["job_id"]
-    watcher = Watcher(stack.web.url).connect()
-    try:
-        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
-        wait_for(lambda: len(watcher.seqs(job_id)) >= 4, 30, message="the job to be under way")
+    with following(stack.web.url, job_id, under_way=4) as watcher:
         [child] = children(stack.worker.pid)
         os.kill(child, signal.SIGKILL)
         final = watcher.wait_finished(job_id, 90)
@@ -107,17 +117,12 @@ def test_a_job_whose_worker_process_is_killed_is_rerun_by_the_next_one(processes
         messages = [data["message"] for _, data in events]
         assert "restarted (attempt 2)" in messages, messages
         assert [d["state"] for _, d in events].count("SUCCESS") == 1
-    finally:
-        watcher.close()
 
 
 def test_a_job_whose_whole_worker_dies_is_declared_lost_and_stays_lost(processes):
     stack = start_stack(processes, JOB_STALL_TIMEOUT=3, CELERY_VISIBILITY_TIMEOUT=2)
     job_id = submit(stack.web.url, steps=100, interval=0.2)["job_id"]
-    watcher = Watcher(stack.web.url).connect()
-    try:
-        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
-        wait_for(lambda: len(watcher.seqs(job_id)) >= 3, 30, message="the job to be under way")
+    with following(stack.web.url, job_id) as watcher:
         stack.worker.kill()  # the whole group, parent included: nobody is left to requeue it
         final = watcher.wait_finished(job_id, 30)
         assert final["state"] == "LOST" and "no sign of life" in final["error"]
@@ -130,18 +135,13 @@ def test_a_job_whose_whole_worker_dies_is_declared_lost_and_stays_lost(processes
         after = api_job(stack.web.url, job_id)
         assert (after["state"], after["seq"]) == ("LOST", final["seq"])
         assert len(watcher.finished(job_id)) == 1
-    finally:
-        watcher.close()
 
 
 def test_a_job_whose_whole_worker_dies_is_rerun_by_another_worker(processes):
     # Stall detection is slow here, so the redelivery (visibility timeout) wins: the job is re-run.
     stack = start_stack(processes, concurrency=1, JOB_STALL_TIMEOUT=60, CELERY_VISIBILITY_TIMEOUT=3)
     job_id = submit(stack.web.url, steps=40, interval=0.1)["job_id"]
-    watcher = Watcher(stack.web.url).connect()
-    try:
-        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
-        wait_for(lambda: len(watcher.seqs(job_id)) >= 3, 30, message="the job to be under way")
+    with following(stack.web.url, job_id) as watcher:
         stack.worker.kill()
         processes.worker(stack.env, concurrency=1)
         final = watcher.wait_finished(job_id, 90)
@@ -149,17 +149,12 @@ def test_a_job_whose_whole_worker_dies_is_rerun_by_another_worker(processes):
         events = watcher.job_events(job_id)
         assert_gap_free(events, final["seq"])
         assert "restarted (attempt 2)" in [data["message"] for _, data in events]
-    finally:
-        watcher.close()
 
 
 def test_cancelling_a_running_job_stops_it_at_its_next_step(processes):
     stack = start_stack(processes)
     job_id = submit(stack.web.url, steps=200, interval=0.1)["job_id"]
-    watcher = Watcher(stack.web.url).connect()
-    try:
-        assert watcher.subscribe(job_id, last_seq=-1)["ok"]
-        wait_for(lambda: len(watcher.seqs(job_id)) >= 3, 30, message="the job to be under way")
+    with following(stack.web.url, job_id) as watcher:
         response = requests.post(f"{stack.web.url}/api/jobs/{job_id}/cancel", timeout=5)
         assert response.status_code == 202
         final = watcher.wait_finished(job_id, 20)
@@ -169,8 +164,6 @@ def test_cancelling_a_running_job_stops_it_at_its_next_step(processes):
                  message="the job's room to be closed")
         again = requests.post(f"{stack.web.url}/api/jobs/{job_id}/cancel", timeout=5)
         assert again.status_code == 409 and again.json()["error"]["code"] == "already_final"
-    finally:
-        watcher.close()
 
 
 def test_cancelling_a_queued_job_revokes_it_before_it_starts(processes):
