@@ -7,11 +7,10 @@ from notifier.settings import Settings
 _settings = Settings.from_env()
 
 broker_url = _settings.broker_url
-result_backend = _settings.redis_url
-result_expires = 24 * 3600
+# Nothing reads Celery's results: a job's outcome lives in the job store.
+task_ignore_result = True
 
 task_serializer = "json"
-result_serializer = "json"
 accept_content = ["json"]
 
 # A job is acknowledged only once it is done, and handed back to the queue if its worker dies.

@@ -1,16 +1,19 @@
-"""Socket.IO event names and the one way a job snapshot is published to its room."""
+"""Socket.IO event names, and "write to the store, then publish": the one way a job event is made.
 
-from .store import FINAL_STATES
+A job's ``seq`` grows by exactly one per published event only if every change is both recorded
+and published; ``record`` does both, so no caller can do one without the other.
+"""
 
 NAMESPACE = "/jobs"
 PROGRESS = "progress"
 FINISHED = "finished"
 HEARTBEAT = "heartbeat"
+ANNOUNCEMENT = "announcement"
 
 
 def event_for(snapshot):
     """The event that carries this snapshot: ``finished`` for a final state, else ``progress``."""
-    return FINISHED if snapshot["state"] in FINAL_STATES else PROGRESS
+    return PROGRESS if snapshot["finished_at"] is None else FINISHED
 
 
 def publish(socketio, snapshot):
@@ -20,5 +23,18 @@ def publish(socketio, snapshot):
     """
     job_id = snapshot["job_id"]
     socketio.emit(event_for(snapshot), snapshot, to=job_id, namespace=NAMESPACE)
-    if snapshot["state"] in FINAL_STATES:
+    if snapshot["finished_at"] is not None:
         socketio.close_room(job_id, namespace=NAMESPACE)
+
+
+def record(store, emitter, job_id, **changes):
+    """Apply ``changes`` to a job as one new event and publish it; returns the new snapshot.
+
+    When the message queue is the store's own Redis, the store's script publishes in the same
+    step; otherwise ``emitter`` (a Flask-SocketIO object, or a function that returns one) does.
+    Raises what ``JobStore.update`` raises, before anything is published.
+    """
+    snapshot = store.update(job_id, **changes)
+    if not store.publishes:
+        publish(emitter if hasattr(emitter, "emit") else emitter(), snapshot)
+    return snapshot

@@ -1,15 +1,19 @@
 """The job store: one Redis hash per job, its capped event history, and the set of running jobs.
 
-Every change of a job goes through one Lua script, so bumping ``seq``, writing the new state and
-appending the snapshot to the history happen atomically: the history is ordered by ``seq`` and a
-job that reached a final state never changes again.
+Every change of a job goes through one Lua script, so bumping ``seq``, writing the new state,
+appending the snapshot to the history and (when the message queue is this Redis) publishing it to
+the web processes happen in one atomic step and one round trip. Each change carries a token: a
+retried call whose first reply was lost finds its own token and gets back what it wrote, so a lost
+reply never bumps ``seq`` twice nor turns a final update into a refusal. Every time comes from
+Redis's ``TIME``, so hosts with skewed clocks still agree on liveness, leases and timestamps.
 """
 
 import json
-import time
 import uuid
 
 import redis
+
+from . import events
 
 PENDING, STARTED, PROGRESS = "PENDING", "STARTED", "PROGRESS"
 SUCCESS, FAILURE, REVOKED, LOST = "SUCCESS", "FAILURE", "REVOKED", "LOST"
@@ -20,47 +24,124 @@ SNAPSHOT_FIELDS = (
     "job_id", "kind", "params", "state", "current", "total", "percent", "message",
     "result", "error", "seq", "created_at", "updated_at", "finished_at",
 )
-UNFINISHED_TTL = 7 * 24 * 3600  # a job nobody ever runs is forgotten after a week
+_STORED_FIELDS = [name for name in SNAPSHOT_FIELDS if name != "percent"]
+UNFINISHED_TTL = 7 * 24 * 3600  # a job nobody runs (or whose worker vanished) is forgotten after a week
 MAX_CONNECTIONS = 50  # per process; more commands than this at once queue for a connection
 POOL_TIMEOUT = 5  # seconds to wait for a free connection before failing like an outage
+PATIENCE = 20  # retries of a patient client: about half a minute of Redis being away
 
-# KEYS: job hash, history stream, running-job sorted set (scored by the last sign of life).
-# ARGV: now, history length, finished ttl, allowed states ("" = any unfinished),
-#       stale_before (0 = no liveness condition), then field/value pairs (values JSON-encoded).
-# Returns {"ok", field, value, ...} or {"refused", current state} or {"missing"}.
-_UPDATE = """
+# Shared by the scripts: Redis's clock, and the public snapshot built from the stored JSON values
+# (each field is stored as JSON text, so the snapshot is their concatenation).
+_PRELUDE = """
+local FIELDS = {%s}
+local FINAL = {SUCCESS=true, FAILURE=true, REVOKED=true, LOST=true}
+local function now()
+  local t = redis.call('TIME')
+  return t[1] .. '.' .. string.format('%%06d', t[2])
+end
+local function snapshot_json(key)
+  local values = redis.call('HMGET', key, unpack(FIELDS))
+  local state, current, total = cjson.decode(values[4]), tonumber(values[5]), tonumber(values[6])
+  local percent = '0.0'
+  if state == 'SUCCESS' then percent = '100.0'
+  elseif total and total > 0 then percent = string.format('%%.1f', math.min(100, 100 * (current or 0) / total)) end
+  local parts = {}
+  for i, name in ipairs(FIELDS) do
+    local value = values[i]
+    if name == 'percent' then value = percent end
+    parts[i] = '"' .. name .. '":' .. (value or 'null')
+  end
+  return '{' .. table.concat(parts, ',') .. '}', state, values[1]
+end
+""" % ", ".join(f"'{name}'" for name in SNAPSHOT_FIELDS)
+
+# KEYS: job hash, history stream. ARGV: ttl, then field/value pairs (values JSON-encoded).
+_CREATE = _PRELUDE + """
+local t = now()
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'created_at', t, 'updated_at', t)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], '1-0', 'snapshot', (snapshot_json(KEYS[1])))
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return t
+"""
+
+# KEYS: job hash, history stream, running-job sorted set (scored by Redis time of the last sign
+# of life). ARGV: token, history length, finished ttl, unfinished ttl, allowed states ("" = any
+# unfinished), stale_for ("" = no liveness condition), pub/sub channel ("" = do not publish),
+# namespace, progress and finished event names, then field/value pairs (values JSON-encoded).
+# Returns {"ok", snapshot JSON} (also for a retry of a change already made), {"refused", state}
+# or {"missing"}.
+_UPDATE = _PRELUDE + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing'} end
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return {'ok', (snapshot_json(KEYS[1]))} end
 state = cjson.decode(state)
-local final = {SUCCESS=true, FAILURE=true, REVOKED=true, LOST=true}
-if final[state] then return {'refused', state} end
-if ARGV[4] ~= '' and not string.find(',' .. ARGV[4] .. ',', ',' .. state .. ',', 1, true) then
+if FINAL[state] then return {'refused', state} end
+if ARGV[5] ~= '' and not string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then
   return {'refused', state}
 end
-local stale_before = tonumber(ARGV[5])
-if stale_before > 0 then
+local t = now()
+if ARGV[6] ~= '' then
   local alive = redis.call('ZSCORE', KEYS[3], KEYS[1])
-  if alive and tonumber(alive) >= stale_before then return {'refused', state} end
+  if alive and tonumber(alive) >= tonumber(t) - tonumber(ARGV[6]) then return {'refused', state} end
 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local new_state = state
-for i = 6, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   if ARGV[i] == 'state' then new_state = cjson.decode(ARGV[i + 1]) end
 end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
-if final[new_state] then
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'updated_at', t, 'token', ARGV[1])
+local ttl = ARGV[4]
+if FINAL[new_state] then
+  redis.call('HSET', KEYS[1], 'finished_at', t)
   redis.call('ZREM', KEYS[3], KEYS[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  ttl = ARGV[3]
 elseif new_state == 'STARTED' or new_state == 'PROGRESS' then
-  redis.call('ZADD', KEYS[3], ARGV[1], KEYS[1])
+  redis.call('ZADD', KEYS[3], t, KEYS[1])
 end
-local fields = redis.call('HGETALL', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], (seq + 1) .. '-0', unpack(fields))
-redis.call('EXPIRE', KEYS[2], redis.call('TTL', KEYS[1]))
-table.insert(fields, 1, 'ok')
-return fields
+redis.call('EXPIRE', KEYS[1], ttl)
+local snapshot, _, job_id = snapshot_json(KEYS[1])
+local seq = redis.call('HGET', KEYS[1], 'seq')
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], (seq + 1) .. '-0', 'snapshot', snapshot)
+redis.call('EXPIRE', KEYS[2], ttl)
+if ARGV[7] ~= '' then
+  -- python-socketio's pub/sub message, as a write-only SocketIO(message_queue=...) sends it
+  local event = FINAL[new_state] and ARGV[10] or ARGV[9]
+  local route = ',"namespace":"' .. ARGV[8] .. '","room":' .. job_id .. ',"host_id":"store"'
+  redis.call('PUBLISH', ARGV[7], '{"method":"emit","event":"' .. event .. '","data":[' .. snapshot ..
+             '],"skip_sid":null,"callback":null' .. route .. '}')
+  if FINAL[new_state] then redis.call('PUBLISH', ARGV[7], '{"method":"close_room"' .. route .. '}') end
+end
+return {'ok', snapshot}
+"""
+
+# KEYS: job hash, history stream, running set. ARGV: unfinished ttl.
+# A sign of life from a running job: its liveness score and its keys' lifetime are renewed.
+# Returns whether someone asked to cancel it (nil when the job is no longer running).
+_TOUCH = _PRELUDE + """
+if not redis.call('ZSCORE', KEYS[3], KEYS[1]) then return nil end
+redis.call('ZADD', KEYS[3], 'XX', now(), KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return redis.call('HGET', KEYS[1], 'cancel_requested')
+"""
+
+# KEYS: running set. ARGV: seconds without a sign of life, how many at most.
+# Entries whose job hash is gone (expired, evicted) are removed on the way.
+_STALLED = _PRELUDE + """
+local found, limit = {}, tonumber(ARGV[2])
+local before = tonumber(now()) - tonumber(ARGV[1])
+while #found < limit do
+  local batch = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before, 'LIMIT', #found, limit - #found)
+  if #batch == 0 then break end
+  for _, key in ipairs(batch) do
+    if redis.call('EXISTS', key) == 1 then table.insert(found, key)
+    else redis.call('ZREM', KEYS[1], key) end
+  end
+end
+return found
 """
 
 # KEYS: job hash. Returns {"missing"}, {"final", state}, {"pending"} or {"running"}.
@@ -100,14 +181,14 @@ def is_job_id(value):
     return parsed.version == 4 and str(parsed) == value
 
 
-def connect(url, *, patient=False):
-    """A Redis client for the store; a patient one (for workers) rides out short outages."""
-    options = dict(decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
+def connect(url, *, patient=False, **options):
+    """A Redis client for the store; a patient one (for workers) rides out a Redis restart."""
+    options.update(decode_responses=True, socket_connect_timeout=2, socket_timeout=5,
                    health_check_interval=30)
     if patient:
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
-        options.update(retry=Retry(ExponentialBackoff(cap=2.0), 8),
+        options.update(retry=Retry(ExponentialBackoff(cap=2.0), PATIENCE),
                        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     # redis-py's default pool refuses a 101st concurrent command ("Too many connections"): a web
     # process serving many sockets at once waits its turn for a connection instead.
@@ -116,46 +197,54 @@ def connect(url, *, patient=False):
     return redis.Redis(connection_pool=pool)
 
 
-def _decode(pairs):
-    """Turn the flat field/value list of a job hash into a public snapshot."""
-    raw = {pairs[i]: json.loads(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-    return _snapshot(raw)
+def percent_of(current, total, state):
+    """The snapshot's ``percent``, rounded as the store's script rounds it."""
+    if state == SUCCESS:
+        return 100.0
+    if total:
+        return float(f"{min(100.0, 100.0 * (current or 0) / total):.1f}")
+    return 0.0
 
 
 def _snapshot(raw):
-    current, total = raw.get("current", 0), raw.get("total")
-    if raw.get("state") == SUCCESS:
-        percent = 100.0
-    elif total:
-        percent = round(min(100.0, 100.0 * current / total), 1)
-    else:
-        percent = 0.0
     snapshot = {name: raw.get(name) for name in SNAPSHOT_FIELDS}
-    snapshot["percent"] = percent
+    snapshot["percent"] = percent_of(raw.get("current"), raw.get("total"), raw.get("state"))
     return snapshot
 
 
 class JobStore:
-    """Creates, reads and changes jobs in Redis; both the web process and the workers use it."""
+    """Creates, reads and changes jobs in Redis; both the web process and the workers use it.
 
-    def __init__(self, client, *, prefix="notifier:", history_length=1000, finished_ttl=86400):
+    With ``channel`` set (the message queue is this same Redis), each change is also published
+    to the web processes by the script that makes it: see ``publishes``.
+    """
+
+    def __init__(self, client, *, prefix="notifier:", history_length=1000, finished_ttl=86400,
+                 channel=None, namespace=events.NAMESPACE):
         self.redis = client
         self.prefix = prefix
         self.history_length = history_length
         self.finished_ttl = int(finished_ttl)
+        self.channel, self.namespace = channel, namespace
+        self._create = client.register_script(_CREATE)
         self._update = client.register_script(_UPDATE)
+        self._touch = client.register_script(_TOUCH)
+        self._stalled = client.register_script(_STALLED)
         self._request_cancel = client.register_script(_REQUEST_CANCEL)
 
     @classmethod
     def from_settings(cls, settings, *, patient=False):
         return cls(connect(settings.redis_url, patient=patient), prefix=settings.key_prefix,
-                   history_length=settings.history_length, finished_ttl=settings.finished_ttl)
+                   history_length=settings.history_length, finished_ttl=settings.finished_ttl,
+                   channel=settings.store_channel)
 
-    def _job_key(self, job_id):
-        return f"{self.prefix}job:{job_id}"
+    @property
+    def publishes(self):
+        """True when every change is published to the web processes by the store itself."""
+        return self.channel is not None
 
-    def _history_key(self, job_id):
-        return f"{self.prefix}history:{job_id}"
+    def _job_keys(self, job_id):
+        return [f"{self.prefix}job:{job_id}", f"{self.prefix}history:{job_id}"]
 
     @property
     def _running_key(self):
@@ -163,42 +252,37 @@ class JobStore:
 
     def create(self, kind, params, *, total=None):
         """Record a new PENDING job (seq 0, also the first history entry) and return its snapshot."""
-        now = time.time()
         job_id = str(uuid.uuid4())
         raw = {
             "job_id": job_id, "kind": kind, "params": params, "state": PENDING,
             "current": 0, "total": total, "message": "queued", "result": None, "error": None,
-            "seq": 0, "created_at": now, "updated_at": now, "finished_at": None,
-            "cancel_requested": False, "attempts": 0,
+            "seq": 0, "finished_at": None, "cancel_requested": False, "attempts": 0,
         }
-        encoded = {name: json.dumps(value) for name, value in raw.items()}
-        key = self._job_key(job_id)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=encoded)
-            pipe.expire(key, UNFINISHED_TTL)
-            pipe.xadd(self._history_key(job_id), encoded, id="1-0")
-            pipe.expire(self._history_key(job_id), UNFINISHED_TTL)
-            pipe.execute()
-        return _snapshot(raw)
+        args = [UNFINISHED_TTL]
+        for name, value in raw.items():
+            args += [name, json.dumps(value)]
+        created = float(self._create(keys=self._job_keys(job_id), args=args))
+        return _snapshot({**raw, "created_at": created, "updated_at": created})
 
     def delete(self, job_id):
         """Forget a job entirely (used when it could not be enqueued)."""
-        key = self._job_key(job_id)
+        job_key, history_key = self._job_keys(job_id)
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key, self._history_key(job_id))
-            pipe.zrem(self._running_key, key)
+            pipe.delete(job_key, history_key)
+            pipe.zrem(self._running_key, job_key)
             pipe.execute()
 
     def get(self, job_id):
         """The current snapshot of a job; raises JobNotFound."""
-        pairs = self.redis.hgetall(self._job_key(job_id))
-        if not pairs:
+        values = self.redis.hmget(self._job_keys(job_id)[0], _STORED_FIELDS)
+        if values[0] is None:
             raise JobNotFound(job_id)
-        return _snapshot({name: json.loads(value) for name, value in pairs.items()})
+        return _snapshot({name: json.loads(value) for name, value in zip(_STORED_FIELDS, values)
+                          if value is not None})
 
     def get_field(self, job_id, name):
         """One stored field of a job (internal ones too), or None."""
-        value = self.redis.hget(self._job_key(job_id), name)
+        value = self.redis.hget(self._job_keys(job_id)[0], name)
         return None if value is None else json.loads(value)
 
     def update(self, job_id, *, only_from=(), stale_for=None, **changes):
@@ -207,24 +291,22 @@ class JobStore:
         ``only_from`` restricts the states the job may be in; ``stale_for`` requires that the job
         showed no sign of life for that many seconds. Raises JobRefused or JobNotFound.
         """
-        now = time.time()
-        stale_before = now - stale_for if stale_for is not None else 0
-        args = [json.dumps(now), self.history_length, self.finished_ttl,
-                ",".join(only_from), repr(stale_before)]
+        args = [uuid.uuid4().hex, self.history_length, self.finished_ttl, UNFINISHED_TTL,
+                ",".join(only_from), "" if stale_for is None else repr(float(stale_for)),
+                self.channel or "", self.namespace, events.PROGRESS, events.FINISHED]
         for name, value in changes.items():
             args += [name, json.dumps(value)]
-        reply = self._update(keys=[self._job_key(job_id), self._history_key(job_id), self._running_key],
-                             args=args)
+        reply = self._update(keys=[*self._job_keys(job_id), self._running_key], args=args)
         status = reply[0]
         if status == "missing":
             raise JobNotFound(job_id)
         if status == "refused":
             raise JobRefused(reply[1])
-        return _decode(reply[1:])
+        return json.loads(reply[1])
 
     def request_cancel(self, job_id):
         """Flag a job for cancellation; returns 'pending' or 'running'. Raises JobRefused if final."""
-        reply = self._request_cancel(keys=[self._job_key(job_id)])
+        reply = self._request_cancel(keys=self._job_keys(job_id)[:1])
         if reply[0] == "missing":
             raise JobNotFound(job_id)
         if reply[0] == "final":
@@ -232,23 +314,28 @@ class JobStore:
         return reply[0]
 
     def touch(self, job_id):
-        """Record a sign of life from a running job without publishing an event."""
-        self.redis.zadd(self._running_key, {self._job_key(job_id): time.time()}, xx=True)
+        """Record a sign of life from a running job; returns True if a cancel was requested."""
+        flag = self._touch(keys=[*self._job_keys(job_id), self._running_key], args=[UNFINISHED_TTL])
+        return flag == "true"
 
     def history(self, job_id, after_seq=-1):
         """The recorded snapshots of a job with seq > after_seq, oldest first."""
-        entries = self.redis.xrange(self._history_key(job_id), min=f"{after_seq + 2}-0", max="+")
-        return [_snapshot({k: json.loads(v) for k, v in fields.items()}) for _, fields in entries]
+        entries = self.redis.xrange(self._job_keys(job_id)[1], min=f"{after_seq + 2}-0", max="+")
+        return [json.loads(fields["snapshot"]) for _, fields in entries]
 
     def stalled(self, older_than, limit=100):
-        """Ids of running jobs with no sign of life for ``older_than`` seconds."""
-        keys = self.redis.zrangebyscore(self._running_key, "-inf", time.time() - older_than,
-                                        start=0, num=limit)
-        return [key.rsplit(":", 1)[1] for key in keys]
+        """Ids of running jobs with no sign of life for ``older_than`` seconds (by Redis's clock)."""
+        found = self._stalled(keys=[self._running_key], args=[repr(float(older_than)), limit])
+        return [key.rsplit(":", 1)[1] for key in found]
 
     def running_count(self):
         """How many jobs are running (started and not final)."""
         return self.redis.zcard(self._running_key)
+
+    def try_lock(self, name, owner, seconds):
+        """Take the store-wide lock ``name`` for ``seconds`` unless someone holds it."""
+        return bool(self.redis.set(f"{self.prefix}lock:{name}", owner, nx=True,
+                                   px=max(1, int(seconds * 1000))))
 
     def ping(self):
         return self.redis.ping()

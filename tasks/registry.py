@@ -43,9 +43,9 @@ def job_kind(name, *params, title="", check=None):
     """Register ``fn`` as the job kind ``name``; ``check(params)`` may return cross-field errors."""
 
     def register(fn):
-        @celery_app.task(name=f"jobs.{name}", acks_late=True, reject_on_worker_lost=True)
+        @celery_app.task(name=f"jobs.{name}")
         def task(job_id, params):
-            run_job(job_id, lambda reporter: fn(reporter, **params))
+            return run_job(job_id, lambda reporter: fn(reporter, **params))
 
         description = (fn.__doc__ or "").strip().split("\n\n")[0]
         KINDS[name] = JobKind(name, {p.name: p for p in params}, task,

@@ -1,19 +1,22 @@
 """The progress reporter: how a running job tells the world about itself.
 
-Each worker process owns one write-only ``SocketIO(message_queue=...)`` and one job store, made on
-first use and reused. Every change is written to the store first (which numbers it with ``seq`` and
-keeps it for replay), then published to the job's room. Progress is throttled, a keep-alive thread
-shows the job is alive during long steps and notices a cancel request, and the final event is sent
-from one place: ``run_job``.
+Each worker process owns one job store (and, only when the message queue is not the store's
+Redis, one write-only ``SocketIO(message_queue=...)``), made on first use and reused. Every change
+goes through ``notifier.events.record``: written to the store (which numbers it with ``seq`` and
+keeps it for replay), then published to the job's room. Progress closer together than
+``PROGRESS_MIN_INTERVAL`` is coalesced, and the newest value still goes out within that interval:
+the keep-alive thread sends it if the job calls nothing meanwhile. That thread also shows the job
+is alive during long steps and notices a cancel request. The final event is sent from one place:
+``run_job``.
 """
 
 import functools
 import logging
-import os
-import socket
 import threading
 import time
 
+from celery import current_task
+from celery.exceptions import Ignore
 from flask_socketio import SocketIO
 
 from notifier import events
@@ -34,12 +37,16 @@ class JobCancelled(Exception):
 
 @functools.cache
 def _runtime():
-    """This process's settings, job store and emitter (made after the worker forks, then reused)."""
+    """This process's settings and job store (made after the worker forks, then reused)."""
     settings = Settings.from_env()
-    store = JobStore.from_settings(settings, patient=True)
+    return settings, JobStore.from_settings(settings, patient=True)
+
+
+@functools.cache
+def _emitter():
+    """This process's write-only emitter, for a message queue the store does not publish to."""
     # async_mode is explicit: left alone it picks eventlet whenever eventlet is installed.
-    emitter = SocketIO(message_queue=settings.message_queue, async_mode="threading")
-    return settings, store, emitter
+    return SocketIO(message_queue=_runtime()[0].message_queue, async_mode="threading")
 
 
 class ProgressReporter:
@@ -51,40 +58,45 @@ class ProgressReporter:
         self.emitter = emitter
         self.min_interval = min_interval
         self.cancelled = threading.Event()
+        self._lock = threading.Lock()  # the job's thread and the keep-alive thread take turns
         self._stop = threading.Event()
-        self._last_publish = 0.0
+        self._wake = threading.Event()  # a throttled value is waiting for the keep-alive thread
+        self._last_publish = float("-inf")
         self._pending = None  # the newest throttled-away progress, sent before anything else
 
     def _publish(self, **changes):
-        snapshot = self.store.update(self.job_id, **changes)
-        events.publish(self.emitter, snapshot)
-        self._last_publish = time.monotonic()
-        return snapshot
+        """Record and publish one event (the caller holds the lock)."""
+        self._last_publish = time.monotonic()  # before the write: its time is not the job's
+        self._pending = None
+        return events.record(self.store, self.emitter, self.job_id, **changes)
 
     def _flush(self):
         if self._pending:
-            pending, self._pending = self._pending, None
-            self._publish(**pending)
+            self._publish(**self._pending)
 
     def progress(self, current, total=None, message=None):
-        """Report how far the job is; raises JobCancelled if a cancel was requested."""
-        if self.cancelled.is_set():
+        """Report how far the job is; raises JobCancelled if a cancel was requested while work
+        remains (once ``current`` reaches ``total`` the work is done, and its result wins)."""
+        done = total is not None and current >= total
+        if self.cancelled.is_set() and not done:
             raise JobCancelled()
         changes = {"state": PROGRESS, "current": current}
         if total is not None:
             changes["total"] = total
         if message is not None:
             changes["message"] = message
-        if time.monotonic() - self._last_publish < self.min_interval and current != total:
+        with self._lock:
+            if done or time.monotonic() - self._last_publish >= self.min_interval:
+                self._publish(**changes)
+                return
             self._pending = changes
-            return
-        self._pending = None
-        self._publish(**changes)
+        self._wake.set()
 
     def log(self, message):
-        """Publish a message without changing the job's progress."""
-        self._flush()
-        self._publish(message=message)
+        """Publish a message without changing the job's progress (never coalesced)."""
+        with self._lock:
+            self._flush()
+            self._publish(message=message)
 
     def steps(self, total, message="step {n} of {total}"):
         """Yield 1..total, reporting each step once its body has run."""
@@ -95,11 +107,25 @@ class ProgressReporter:
             self.progress(n, total, message.format(n=n, total=total))
 
     def _keep_alive(self):
-        while not self._stop.wait(KEEPALIVE_INTERVAL):
+        """Until the job ends: send a throttled value when it is due, and every second show the
+        job is alive and look for a cancel request."""
+        next_touch = time.monotonic() + KEEPALIVE_INTERVAL
+        while not self._stop.is_set():
+            now = time.monotonic()
+            due = self._last_publish + self.min_interval if self._pending else next_touch
+            self._wake.wait(max(0.0, min(due, next_touch) - now))
+            self._wake.clear()
             try:
-                self.store.touch(self.job_id)
-                if self.store.get_field(self.job_id, "cancel_requested"):
-                    self.cancelled.set()
+                with self._lock:
+                    if self._pending and not self._stop.is_set() and \
+                            time.monotonic() >= self._last_publish + self.min_interval:
+                        self._flush()
+                if time.monotonic() >= next_touch:
+                    next_touch = time.monotonic() + KEEPALIVE_INTERVAL
+                    if self.store.touch(self.job_id):
+                        self.cancelled.set()
+            except (JobRefused, JobNotFound):
+                return  # ended elsewhere: the job's own next call finds out too
             except Exception:  # a passing Redis error must not kill the job; try again next beat
                 log.warning("keep-alive for job %s failed", self.job_id, exc_info=True)
 
@@ -110,10 +136,10 @@ class ProgressReporter:
             try:
                 attempts = (self.store.get_field(self.job_id, "attempts") or 0) + 1
                 message = "started" if attempts == 1 else f"restarted (attempt {attempts})"
-                self._publish(only_from=(PENDING,) if attempts == 1 else (PENDING, *RUNNING_STATES),
-                              stale_for=None if attempts == 1 else LEASE,
-                              state=STARTED, attempts=attempts, message=message,
-                              worker=f"{socket.gethostname()}:{os.getpid()}")
+                with self._lock:
+                    self._publish(only_from=(PENDING,) if attempts == 1 else (PENDING, *RUNNING_STATES),
+                                  stale_for=None if attempts == 1 else LEASE,
+                                  state=STARTED, attempts=attempts, message=message)
                 break
             except JobNotFound:
                 log.warning("job %s is unknown (expired?): not running it", self.job_id)
@@ -122,34 +148,59 @@ class ProgressReporter:
                 # Running elsewhere, or delivered again after its worker died: wait out the lease.
                 if refused.state not in RUNNING_STATES or time.monotonic() > deadline:
                     log.info("job %s is %s: not running it again", self.job_id, refused.state)
+                    if refused.state == REVOKED:
+                        raise _revoked() from None
                     return False
                 time.sleep(KEEPALIVE_INTERVAL)
         threading.Thread(target=self._keep_alive, name=f"keepalive-{self.job_id[:8]}",
                          daemon=True).start()
         return True
 
+    def stop(self):
+        """End the keep-alive thread (on every way out of a job)."""
+        self._stop.set()
+        self._wake.set()
+
     def finish(self, state, *, result=None, error=None, message):
         """Publish the final event (the store refuses any later change), which closes the room."""
-        self._stop.set()
-        self._flush()
-        return self._publish(state=state, result=result, error=error, message=message)
+        self.stop()
+        with self._lock:
+            self._flush()
+            return self._publish(state=state, result=result, error=error, message=message)
+
+
+def _revoked():
+    """What a cancelled job's task raises, so Celery (and Flower) see it revoked, not succeeded."""
+    task = current_task
+    if task and task.request.id:
+        task.send_event("task-revoked", terminated=False, signum=None, expired=False)
+    return Ignore()
 
 
 def run_job(job_id, body):
-    """Run ``body(reporter)`` as job ``job_id``, publishing STARTED and exactly one final event."""
-    settings, store, emitter = _runtime()
-    reporter = ProgressReporter(job_id, store, emitter, settings.progress_min_interval)
+    """Run ``body(reporter)`` as job ``job_id``, publishing STARTED and exactly one final event.
+
+    The store is written first; then the task ends as Celery should see it: failed when the job
+    failed (the exception is raised again), revoked when it was cancelled.
+    """
+    settings, store = _runtime()
+    reporter = ProgressReporter(job_id, store, _emitter, settings.progress_min_interval)
     if not reporter.start():
-        return
+        return None
     try:
         result = body(reporter)
     except JobCancelled:
         reporter.finish(REVOKED, message="cancelled")
+        raise _revoked() from None
     except JobRefused as refused:
         # Someone else ended the job meanwhile (declared LOST, say): its final event is already out.
         log.warning("job %s was ended elsewhere (%s); dropping its late events", job_id, refused.state)
+        raise Ignore() from None
     except Exception as exc:
-        log.exception("job %s failed", job_id)
         reporter.finish(FAILURE, error=f"{type(exc).__name__}: {exc}", message="failed")
+        raise
     else:
         reporter.finish(SUCCESS, result=result, message="done")
+        return result
+    finally:
+        reporter.stop()

@@ -18,8 +18,7 @@ from support import (REDIS_DB_STACK, free_port, process_env, start_redis, start_
 REDIS_PORT = free_port()
 REDIS_BASE = f"redis://127.0.0.1:{REDIS_PORT}"
 # The in-process app and worker read these when ``tasks`` and ``celeryconfig`` are first imported.
-os.environ.update(REDIS_URL=f"{REDIS_BASE}/1", SECRET_KEY="test-secret", HEARTBEAT_INTERVAL="1",
-                  PROGRESS_MIN_INTERVAL="0")
+os.environ.update(REDIS_URL=f"{REDIS_BASE}/1", SECRET_KEY="test-secret", HEARTBEAT_INTERVAL="1")
 for name in ("CELERY_BROKER_URL", "SOCKETIO_MESSAGE_QUEUE"):
     os.environ.pop(name, None)
 
@@ -66,7 +65,7 @@ def app(store):
     from notifier.settings import Settings
     from webapp import create_app
 
-    app = create_app(replace(Settings.from_env(), async_mode="threading", heartbeat_interval=0))
+    app = create_app(replace(Settings.from_env(), async_mode="threading"), background_loops=False)
     app.config.update(TESTING=True)
     return app
 
@@ -93,7 +92,9 @@ def celery_worker_pool():
 
 @pytest.fixture(scope="session")
 def celery_worker_parameters():
-    return {"concurrency": 2}
+    # Its readiness ping reads a task result, and the project keeps none (task_ignore_result):
+    # the worker is ready once its consumer is, which start_worker waits for anyway.
+    return {"concurrency": 2, "perform_ping_check": False}
 
 
 # ---- the real processes ---------------------------------------------------------------------------

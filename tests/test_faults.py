@@ -25,7 +25,7 @@ def start_stack(processes, *, worker=True, concurrency=2, **env):
     redis_port = free_port()
     redis_proc = processes.redis(redis_port)
     url = f"redis://127.0.0.1:{redis_port}/0"
-    env = process_env(url, **{"HEARTBEAT_INTERVAL": 1, "PROGRESS_MIN_INTERVAL": 0, **env})
+    env = process_env(url, **{"HEARTBEAT_INTERVAL": 1, **env})
     web = processes.web(env)
     stack = SimpleNamespace(redis=redis_proc, redis_port=redis_port, redis_url=url, env=env, web=web,
                             worker=None)

@@ -94,7 +94,7 @@ def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, lo
     redis_port = free_port()
     processes.redis(redis_port)
     env = process_env(f"redis://127.0.0.1:{redis_port}/0", HEARTBEAT_INTERVAL=1,
-                      PROGRESS_MIN_INTERVAL=0, JOB_STALL_TIMEOUT=60,
+                      JOB_STALL_TIMEOUT=60,
                       # python-engineio 4.15 leaves the socket of a client that sent an empty
                       # websocket frame to be reaped by the ping timeout: keep that short here.
                       SOCKETIO_PING_INTERVAL=4, SOCKETIO_PING_TIMEOUT=6)

@@ -1,9 +1,16 @@
-"""The job store against a real Redis: seq numbering, final states, history, cancel flags."""
+"""The job store against a real Redis: seq numbering, final states, history, cancel flags, and
+the faults of a real deployment (lost replies, skewed clocks, vanished jobs)."""
+
+import json
+import threading
+import time
 
 import pytest
+import redis
 
+from notifier.settings import SOCKETIO_CHANNEL
 from notifier.store import (FAILURE, LOST, PENDING, PROGRESS, REVOKED, STARTED, SUCCESS,
-                            JobNotFound, JobRefused, is_job_id)
+                            JobNotFound, JobRefused, JobStore, connect, is_job_id)
 
 
 def test_a_new_job_is_pending_at_seq_zero_with_a_uuid4_id(store):
@@ -80,3 +87,106 @@ def test_running_jobs_without_sign_of_life_are_reported_stalled(store):
 ])
 def test_only_canonical_uuid4_text_is_a_job_id(value):
     assert not is_job_id(value)
+
+
+# ---- faults of a real deployment ------------------------------------------------------------------
+
+class LoseReplyOnce(redis.Connection):
+    """A real connection to the real Redis that, when armed, lets one script call run and then
+    raises as if its reply had been lost on the way (a stand-in for a network cut: it cannot be
+    timed between Redis's write and its reply with real sockets)."""
+
+    armed = threading.Event()
+
+    def send_command(self, *args, **kwargs):
+        self._script_call = args[0] == "EVALSHA"
+        return super().send_command(*args, **kwargs)
+
+    def read_response(self, *args, **kwargs):
+        reply = super().read_response(*args, **kwargs)
+        if getattr(self, "_script_call", False) and self.armed.is_set():
+            self.armed.clear()
+            raise redis.ConnectionError("reply lost (fault injected)")
+        return reply
+
+
+@pytest.fixture
+def flaky_store(settings, store):
+    """A patient store (as workers have) whose connection loses one script reply when armed."""
+    client = connect(settings.redis_url, patient=True, connection_class=LoseReplyOnce)
+    return JobStore(client, channel=SOCKETIO_CHANNEL)
+
+
+@pytest.fixture
+def published(settings):
+    """The messages the store publishes for the web processes, as they arrive."""
+    pubsub = redis.Redis.from_url(settings.redis_url).pubsub()
+    pubsub.subscribe(SOCKETIO_CHANNEL)
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # listening from here on
+    seen = []
+
+    def read():
+        while (message := pubsub.get_message(timeout=0.2)) is not None:
+            seen.append(json.loads(message["data"]))
+        return seen
+
+    yield read
+    pubsub.close()
+
+
+def test_a_retried_progress_update_whose_reply_was_lost_bumps_seq_once(flaky_store, published):
+    job_id = flaky_store.create("sleep", {})["job_id"]
+    flaky_store.update(job_id, state=STARTED)
+    LoseReplyOnce.armed.set()
+    snapshot = flaky_store.update(job_id, state=PROGRESS, current=1, total=2)
+    assert not LoseReplyOnce.armed.is_set(), "the fault was not injected"
+    assert snapshot["seq"] == 2 and flaky_store.get(job_id)["seq"] == 2
+    assert [s["seq"] for s in flaky_store.history(job_id)] == [0, 1, 2]
+    assert [m["data"][0]["seq"] for m in published() if m["method"] == "emit"] == [1, 2]
+
+
+def test_a_retried_final_update_whose_reply_was_lost_returns_what_it_wrote(flaky_store, published):
+    job_id = flaky_store.create("sleep", {})["job_id"]
+    flaky_store.update(job_id, state=STARTED)
+    LoseReplyOnce.armed.set()
+    final = flaky_store.update(job_id, state=SUCCESS, result={"ok": True})  # no JobRefused
+    assert not LoseReplyOnce.armed.is_set(), "the fault was not injected"
+    assert (final["state"], final["seq"], final["result"]) == (SUCCESS, 2, {"ok": True})
+    messages = published()
+    assert [(m["event"], m["data"][0]["seq"]) for m in messages if m["method"] == "emit"] == \
+        [("progress", 1), ("finished", 2)]
+    assert [m["room"] for m in messages if m["method"] == "close_room"] == [job_id]
+
+
+def test_times_and_liveness_come_from_redis_not_from_this_host(store, monkeypatch):
+    job_id = store.create("sleep", {})["job_id"]
+    monkeypatch.setattr(time, "time", lambda: 0.0)  # this host's clock is off by 56 years
+    started = store.update(job_id, state=STARTED)
+    redis_now = float(".".join(map(str, store.redis.time())))
+    assert abs(started["updated_at"] - redis_now) < 5 and abs(started["created_at"] - redis_now) < 5
+    assert store.stalled(older_than=30) == []  # alive by Redis's clock, whatever this host says
+    with pytest.raises(JobRefused):  # and a lease check by that clock refuses the takeover
+        store.update(job_id, only_from=(STARTED,), stale_for=5, state=STARTED)
+
+
+def test_running_entries_whose_job_is_gone_are_dropped_and_do_not_hide_stalled_jobs(store):
+    ghosts = [store.create("sleep", {})["job_id"] for _ in range(150)]
+    for job_id in ghosts:
+        store.update(job_id, state=STARTED)
+    real = store.create("sleep", {})["job_id"]
+    store.update(real, state=STARTED)
+    store.redis.delete(*[f"notifier:job:{job_id}" for job_id in ghosts])  # expired or evicted
+    assert store.stalled(older_than=0) == [real]
+    assert store.running_count() == 1
+
+
+def test_a_running_job_keeps_its_keys_alive_while_it_shows_life(store):
+    job_id = store.create("sleep", {})["job_id"]
+    store.update(job_id, state=STARTED)
+    for key in (f"notifier:job:{job_id}", f"notifier:history:{job_id}"):
+        store.redis.expire(key, 30)
+    assert store.touch(job_id) is False
+    for key in (f"notifier:job:{job_id}", f"notifier:history:{job_id}"):
+        assert store.redis.ttl(key) > 30
+    store.request_cancel(job_id)
+    assert store.touch(job_id) is True

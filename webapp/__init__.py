@@ -16,7 +16,7 @@ from tasks import KINDS
 
 from . import api, metrics, pages, relay
 from .extensions import csrf, limiter, socketio
-from .heartbeat import start_heartbeat
+from .heartbeat import start_background_loops
 from .namespace import JobsNamespace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,8 +42,9 @@ def _origin_checker(allowed):
     return allow
 
 
-def create_app(settings=None):
-    """Build the web app from ``settings`` (default: the environment)."""
+def create_app(settings=None, *, background_loops=True):
+    """Build the web app from ``settings`` (default: the environment); ``background_loops=False``
+    leaves out the heartbeat and stall check (for tests that drive the app through Flask's client)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__, template_folder=os.path.join(ROOT, "templates"))
     app.config.update(
@@ -77,7 +78,7 @@ def create_app(settings=None):
         **{name: value for name, value in (("ping_interval", settings.ping_interval),
                                            ("ping_timeout", settings.ping_timeout)) if value},
     )
-    socketio.on_namespace(JobsNamespace(NAMESPACE))
+    socketio.on_namespace(JobsNamespace(NAMESPACE, manager, app.extensions["notifier.store"]))
     metrics.init_app(app, manager, KINDS)
 
     @app.get("/static/vendor/socket.io.min.js")
@@ -98,5 +99,6 @@ def create_app(settings=None):
             response.headers.setdefault(name, value)
         return response
 
-    start_heartbeat(app)
+    if background_loops:
+        start_background_loops(app)
     return app

@@ -58,11 +58,8 @@ def cancel_job(job_id):
     """
     if store().request_cancel(job_id) == PENDING.lower():
         try:
-            snapshot = store().update(job_id, only_from=(PENDING,), state=REVOKED,
-                                      message="cancelled before it started")
+            return events.record(store(), socketio, job_id, only_from=(PENDING,), state=REVOKED,
+                                 message="cancelled before it started")
         except JobRefused:
             pass  # a worker picked it up meanwhile: it sees the request at its next step
-        else:
-            events.publish(socketio, snapshot)
-            return snapshot
     return store().get(job_id)

@@ -13,12 +13,9 @@ CLIENTS_CONNECTED = Gauge("notifier_clients_connected",
                           "Socket.IO clients connected to /jobs on this process.", registry=REGISTRY)
 ROOMS_OPEN = Gauge("notifier_rooms_open", "Job rooms with at least one client on this process.",
                    registry=REGISTRY)
-
-
-def job_rooms(manager):
-    """The job rooms open in /jobs on this process (not the per-client rooms)."""
-    rooms = list(manager.rooms.get(NAMESPACE, {}))
-    return [room for room in rooms if room is not None and not manager.is_sid_room(NAMESPACE, room)]
+RELAY_TRACKED = Gauge("notifier_relay_tracked",
+                      "Rooms and clients the relay keeps ordering state for on this process.",
+                      registry=REGISTRY)
 
 
 def init_app(app, manager, kinds):
@@ -28,7 +25,8 @@ def init_app(app, manager, kinds):
     for event in (PROGRESS, FINISHED):
         EVENTS_RELAYED.labels(event=event)
     CLIENTS_CONNECTED.set_function(lambda: len(manager.rooms.get(NAMESPACE, {}).get(None, ())))
-    ROOMS_OPEN.set_function(lambda: len(job_rooms(manager)))
+    ROOMS_OPEN.set_function(lambda: len(manager.job_rooms()))
+    RELAY_TRACKED.set_function(manager.tracked)
 
     @app.get("/metrics")
     def metrics():

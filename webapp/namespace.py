@@ -3,11 +3,10 @@
 import logging
 
 import redis
-from flask import current_app, request
+from flask import request
 from flask_socketio import Namespace, leave_room
 
-from notifier.events import event_for
-from notifier.store import FINAL_STATES, JobNotFound, is_job_id
+from notifier.store import JobNotFound, is_job_id
 
 log = logging.getLogger(__name__)
 
@@ -35,43 +34,39 @@ def _parse(data, *, with_last_seq=False):
 
 
 class JobsNamespace(Namespace):
-    """Answers ``subscribe`` with the job's snapshot (and missed events), ``unsubscribe`` with ok."""
+    """Answers ``subscribe`` with the job's snapshot (and missed events), ``unsubscribe`` with ok.
+
+    The ordering of replayed and live events is the relay's (``relay.join_with_replay``); this
+    class only parses what clients send and turns failures into error acks.
+    """
+
+    def __init__(self, namespace, relay, store):
+        super().__init__(namespace)
+        self.relay, self.store = relay, store
+
+    def _read(self, job_id):
+        def read(last_seq):
+            snapshot = self.store.get(job_id)
+            return snapshot, self.store.history(job_id, last_seq) if last_seq is not None else []
+        return read
 
     def on_subscribe(self, data=None):
+        """Join a job's room and catch up from ``last_seq``: how every page and client follows a job."""
         try:
             job_id, last_seq = _parse(data, with_last_seq=True)
         except InvalidRequest as exc:
             return _error("invalid", str(exc))
-        store = current_app.extensions["notifier.store"]
-        relay, sid = self.socketio.server.manager, request.sid
-
-        def send(event, snapshot):
-            self.socketio.emit(event, snapshot, to=sid, namespace=self.namespace, ignore_queue=True)
-
-        # Join before reading, so nothing published meanwhile is missed; its live events wait
-        # until the replay has gone out, so the client gets every seq once, in order.
-        relay.join_held(sid, self.namespace, job_id)
         try:
-            snapshot = store.get(job_id)
-            missed = store.history(job_id, last_seq) if last_seq is not None else []
-        except (JobNotFound, redis.RedisError) as exc:
-            relay.release(sid, job_id)
-            leave_room(job_id)
-            if isinstance(exc, JobNotFound):
-                return _error("not_found", f"no job with id {job_id}")
+            snapshot = self.relay.join_with_replay(request.sid, job_id, last_seq, self._read(job_id))
+        except JobNotFound:
+            return _error("not_found", f"no job with id {job_id}")
+        except redis.RedisError as exc:
             log.warning("subscribe to %s failed: Redis is unavailable (%s)", job_id, exc)
             return _error("unavailable", "job state is unavailable right now, try again shortly")
-        for past in missed:
-            if past["seq"] <= snapshot["seq"]:
-                send(event_for(past), past)
-        if snapshot["state"] in FINAL_STATES:
-            relay.release(sid, job_id)
-            leave_room(job_id)  # its room is closed, or about to be: nothing more will come
-        else:  # what the snapshot (and the replay) covers is not sent again
-            relay.release(sid, job_id, send, after_seq=snapshot["seq"])
         return {"ok": True, "job": snapshot}
 
     def on_unsubscribe(self, data=None):
+        """Leave a job's room: a page that stops showing a job stops receiving it."""
         try:
             job_id, _ = _parse(data)
         except InvalidRequest as exc:

@@ -1,5 +1,7 @@
 """The HTML pages: the submit form, the job page and the health check."""
 
+import logging
+
 import redis
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
@@ -13,6 +15,7 @@ from .heartbeat import SERVER_ID
 from .jobs import BrokerUnavailable, store, submit_job
 
 bp = Blueprint("pages", __name__)
+log = logging.getLogger(__name__)
 
 
 def submit_limit():
@@ -78,5 +81,7 @@ def healthz():
     try:
         store().ping()
     except redis.RedisError as exc:
-        return {"status": "unavailable", "redis": f"unreachable: {exc}", "server": SERVER_ID}, 503
+        log.warning("health check: Redis is unreachable (%s)", exc)
+        # Names what is down, never its address or credentials.
+        return {"status": "unavailable", "redis": "unreachable", "server": SERVER_ID}, 503
     return {"status": "ok", "redis": "ok", "server": SERVER_ID}

@@ -1,29 +1,33 @@
-"""How job events reach this process's clients: counted, kept in order, and whole across outages.
+"""The subscribe protocol: how job events reach this process's clients, counted, in ``seq`` order,
+each once, and whole across message-queue outages.
 
-Every manager here counts the job events it relays (``/metrics``) and can hold one client's live
-events of a job while that client's replay is sent, so a client that subscribes with ``last_seq``
-gets the missed events first and the live ones after, each once, in ``seq`` order.
+``join_with_replay`` is the one way a client joins a job room: it joins before reading the job
+(so nothing published meanwhile is missed), holds that client's live events while its missed ones
+go out, then lets through only live events newer than what the client has. After an outage of the
+message queue (Redis or RabbitMQ), the listener comes back within about a second and replays from
+the job store what each job room here missed since the last event it relayed.
 
-python-socketio's Redis listener re-subscribes after an outage with a back-off that grows to a
-minute, and whatever the workers published before it is subscribed again never reaches this
-process: a client that stayed connected would miss events, even ``finished``. The Redis manager
-here retries every second and, once subscribed again, replays from the job store what each job
-room here missed since the last event it relayed (clients drop duplicates by ``seq``).
+python-socketio internals this module overrides (read from python-socketio 5.18, which
+pyproject.toml pins; ``tests/test_relay.py`` fails if one of them changes shape):
+``PubSubManager._handle_emit``, ``BaseManager.basic_leave_room``, ``BaseManager.basic_close_room``,
+``RedisManager._redis_listen_with_retries`` (python-socketio's backs off up to a minute and never
+replays) and ``KombuManager._listen`` (likewise).
 """
 
 import logging
 import threading
 import time
+from dataclasses import dataclass, field
 
 import socketio as python_socketio
 
 from notifier.events import FINISHED, NAMESPACE, PROGRESS, event_for
-from notifier.store import FINAL_STATES
 
-from .metrics import EVENTS_RELAYED, job_rooms
+from .metrics import EVENTS_RELAYED
 
 log = logging.getLogger(__name__)
 RETRY_INTERVAL = 1.0
+OVERRIDDEN = ("_handle_emit", "basic_leave_room", "basic_close_room")
 
 
 def _snapshot_of(message):
@@ -31,133 +35,195 @@ def _snapshot_of(message):
     return data[0] if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) else None
 
 
+@dataclass
+class _Room:
+    """What this process keeps about one open job room; dropped when the room closes or empties."""
+
+    held: dict = field(default_factory=dict)  # sid -> [(event, snapshot)] held while its replay goes out
+    floors: dict = field(default_factory=dict)  # sid -> highest seq that sid already has
+    relayed: int = -1  # seq of the last event passed on to this room
+
+
 class OrderedRelay:
-    """Mixin for a python-socketio pub/sub manager: counts job events, and makes a subscriber
-    that replays (``join_held`` ... ``release``) get each seq once, in order.
+    """Mixin for a python-socketio pub/sub manager: counts job events, gives a subscriber that
+    replays each seq once, in order, and replays to its rooms what an outage kept from them."""
 
-    While the replay goes out, the subscriber's live events of that job are held back. After it,
-    the subscriber has a floor: live events at or below the seq it already has are not sent (the
-    job store can be ahead of the message queue, so they may still be on their way). The first
-    live event above the floor removes it.
-    """
-
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, store, **kwargs):
         super().__init__(*args, **kwargs)
-        self._gate = threading.Lock()  # green under eventlet's monkey patching
-        self._held = {}  # job room -> {sid: [(event, snapshot), ...]} held back from that sid
-        self._floor = {}  # job room -> {sid: highest seq that sid already has}
+        self.store = store
+        self._gate = threading.RLock()  # green under eventlet's and gevent's monkey patching
+        self._rooms = {}  # job room -> _Room
+
+    # ---- live events ----------------------------------------------------------------------------
 
     def _handle_emit(self, message):
-        snapshot = _snapshot_of(message)
+        snapshot, room = _snapshot_of(message), message.get("room")
         if (message.get("namespace") != NAMESPACE or message.get("event") not in (PROGRESS, FINISHED)
-                or snapshot is None):
+                or snapshot is None or not isinstance(snapshot.get("seq"), int)):
             return super()._handle_emit(message)
         EVENTS_RELAYED.labels(event=message["event"]).inc()
-        room, seq = message.get("room"), snapshot.get("seq", -1)
+        seq = snapshot["seq"]
         with self._gate:  # deciding who is skipped and delivering to the rest is one step
-            skip = set()
-            for sid, buffer in self._held.get(room, {}).items():
+            state = self._rooms.get(room)
+            if state is None:
+                if room not in self.rooms.get(NAMESPACE, {}):
+                    return None  # nobody here watches this job
+                state = self._rooms[room] = _Room()
+            state.relayed = max(state.relayed, seq)
+            skip = set(state.held)
+            for sid, buffer in state.held.items():
                 buffer.append((message["event"], snapshot))
-                skip.add(sid)
-            floors = self._floor.pop(room, {})
-            for sid, floor in floors.items():
+            for sid, floor in list(state.floors.items()):
                 if seq <= floor:
                     skip.add(sid)
-            floors = {sid: floor for sid, floor in floors.items() if seq <= floor}
-            if floors and message["event"] != FINISHED:
-                self._floor[room] = floors
+                else:
+                    del state.floors[sid]  # it is past what that client had: the floor is done
             if skip:
                 given = message.get("skip_sid") or []
                 given = [given] if isinstance(given, str) else list(given)
                 message = {**message, "skip_sid": given + sorted(skip)}
             return super()._handle_emit(message)
 
-    def join_held(self, sid, namespace, room):
-        """Put ``sid`` in ``room`` with its live events held back until ``release``."""
-        with self._gate:
-            self._held.setdefault(room, {})[sid] = []
-            self.enter_room(sid, namespace, room)
+    # ---- joining a room -------------------------------------------------------------------------
 
-    def release(self, sid, room, send=None, after_seq=None):
-        """Pass on, through ``send(event, snapshot)``, the held events newer than ``after_seq``,
-        then let live events newer than what ``sid`` has through again."""
+    def join_with_replay(self, sid, room, last_seq, read):
+        """Put ``sid`` in job ``room`` and bring it up to date; returns the job's snapshot.
+
+        ``read(last_seq)`` returns ``(snapshot, missed)`` from the job store, ``missed`` being the
+        recorded events after ``last_seq`` (none when it is None). Events published meanwhile are
+        held for ``sid`` and sent after the missed ones, each seq once. What ``read`` raises is
+        raised again, with ``sid`` out of the room. A final job leaves ``sid`` out of its room.
+        """
+        with self._gate:
+            self._rooms.setdefault(room, _Room()).held[sid] = []
+            self.enter_room(sid, NAMESPACE, room)
+        try:
+            snapshot, missed = read(last_seq)
+        except BaseException:
+            self.leave_room(sid, NAMESPACE, room)
+            raise
+        for past in missed:
+            if past["seq"] <= snapshot["seq"]:
+                self._send(sid, past)
+        if snapshot["finished_at"] is not None:
+            self.leave_room(sid, NAMESPACE, room)  # its room is closed, or about to be
+            return snapshot
+        have = snapshot["seq"]  # what the snapshot (and the replay) covers is not sent again
         while True:
             with self._gate:
-                held = self._held.get(room, {})
-                buffer = held.get(sid, [])
+                state = self._rooms.get(room)
+                buffer = state.held.get(sid) if state else None
                 if not buffer:
-                    held.pop(sid, None)
-                    if not held:
-                        self._held.pop(room, None)
-                    if send and after_seq is not None:
-                        self._floor.setdefault(room, {})[sid] = after_seq
-                    return
-                held[sid] = []
-            for event, snapshot in buffer:  # outside the gate: events arriving now are held
-                if send and (after_seq is None or snapshot["seq"] > after_seq):
-                    send(event, snapshot)
-                    after_seq = snapshot["seq"]
+                    if state is not None and buffer is not None:
+                        del state.held[sid]
+                        state.floors[sid] = have
+                    return snapshot
+                state.held[sid] = []
+            for event, held in buffer:  # outside the gate: events arriving now are held
+                if held["seq"] > have:
+                    self._send(sid, held)
+                    have = held["seq"]
 
+    def _send(self, sid, snapshot):
+        self.server.emit(event_for(snapshot), snapshot, to=sid, namespace=NAMESPACE, ignore_queue=True)
 
-class ResyncingRedisManager(OrderedRelay, python_socketio.RedisManager):
-    """The Redis client manager, plus a replay from the job store after each re-subscribe."""
+    # ---- leaving and closing: nothing is kept for a room or a client that is gone ---------------
 
-    def __init__(self, url, store, channel="flask-socketio"):
-        super().__init__(url, channel=channel)
-        self.store = store
-        self.relayed = {}  # job room -> seq of the last event this process passed on to it
+    def basic_leave_room(self, sid, namespace, room):
+        super().basic_leave_room(sid, namespace, room)
+        if namespace == NAMESPACE:
+            with self._gate:
+                state = self._rooms.get(room)
+                if state is not None:
+                    state.held.pop(sid, None)
+                    state.floors.pop(sid, None)
+                    if room not in self.rooms.get(NAMESPACE, {}):
+                        del self._rooms[room]
 
-    def _handle_emit(self, message):
-        snapshot, room = _snapshot_of(message), message.get("room")
-        if message.get("namespace") == NAMESPACE and snapshot is not None and room:
-            if message.get("event") == FINISHED:
-                self.relayed.pop(room, None)
-            elif isinstance(snapshot.get("seq"), int):
-                self.relayed[room] = max(self.relayed.get(room, -1), snapshot["seq"])
-        return super()._handle_emit(message)
+    def basic_close_room(self, room, namespace):
+        super().basic_close_room(room, namespace)
+        if namespace == NAMESPACE:
+            with self._gate:
+                self._rooms.pop(room, None)
 
-    def _redis_listen_with_retries(self):  # replaces python-socketio's (back-off up to 60 s)
-        subscribed, lost = False, False
-        while True:
-            try:
-                if not subscribed:
-                    self._redis_connect()
-                    self.pubsub.subscribe(self.channel)
-                    subscribed = True
-                    if lost:
-                        self.resync()
-                yield from self.pubsub.listen()
-            except Exception as exc:
-                log.warning("message queue unreachable (%s); retrying in %g s", exc, RETRY_INTERVAL)
-                subscribed, lost = False, True
-                time.sleep(RETRY_INTERVAL)
+    # ---- introspection and outages --------------------------------------------------------------
+
+    def job_rooms(self):
+        """The job rooms open in /jobs on this process (not the per-client rooms)."""
+        rooms = list(self.rooms.get(NAMESPACE, {}))
+        return [room for room in rooms if room is not None and not self.is_sid_room(NAMESPACE, room)]
+
+    def tracked(self):
+        """How many rooms and clients this relay keeps state for (zero when nobody watches)."""
+        with self._gate:
+            return sum(1 + len(state.held) + len(state.floors) for state in self._rooms.values())
 
     def resync(self):
         """Send each job room here the events published while this process was not listening."""
-        rooms = job_rooms(self)
-        for room in list(self.relayed):
-            if room not in rooms:
-                del self.relayed[room]
-        replayed = 0
+        replayed, rooms = 0, self.job_rooms()
         for room in rooms:
-            for snapshot in self.store.history(room, self.relayed.get(room, -1)):
+            with self._gate:
+                state = self._rooms.get(room)
+                after = state.relayed if state else -1
+            for snapshot in self.store.history(room, after):
                 # The same path as a message from the queue: counted, ordered, tracked above.
                 self._handle_emit({"method": "emit", "event": event_for(snapshot), "data": [snapshot],
                                    "namespace": NAMESPACE, "room": room, "host_id": self.host_id})
                 replayed += 1
-                if snapshot["state"] in FINAL_STATES:
+                if snapshot["finished_at"] is not None:
                     self._handle_close_room({"room": room, "namespace": NAMESPACE})
                     break
         log.warning("message queue back: replayed %d events to %d job rooms", replayed, len(rooms))
 
+    def _listening(self, connect, listen):
+        """Listen for good: reconnect every RETRY_INTERVAL, then resync what was missed."""
+        lost = False
+        while True:
+            try:
+                connect()
+                if lost:
+                    self.resync()
+                yield from listen()
+            except Exception as exc:
+                log.warning("message queue unreachable (%s); retrying in %g s", exc, RETRY_INTERVAL)
+            lost = True
+            time.sleep(RETRY_INTERVAL)
 
-class OrderedKombuManager(OrderedRelay, python_socketio.KombuManager):
-    """The manager for RabbitMQ (or any other Kombu transport)."""
+
+class ResyncingRedisManager(OrderedRelay, python_socketio.RedisManager):
+    """The Redis client manager, made an OrderedRelay."""
+
+    def _redis_listen_with_retries(self):
+        def connect():
+            self._redis_connect()
+            self.pubsub.subscribe(self.channel)
+
+        return self._listening(connect, lambda: self.pubsub.listen())
+
+
+class ResyncingKombuManager(OrderedRelay, python_socketio.KombuManager):
+    """The manager for RabbitMQ (or any other Kombu transport), made an OrderedRelay."""
+
+    def _listen(self):
+        reader_queue, current = self._queue(), {}
+
+        def connect():
+            if current:  # the connection of the previous try
+                current["connection"].release()
+            current["connection"] = self._connection()
+            current["queue"] = current["connection"].SimpleQueue(reader_queue)
+
+        def listen():
+            while True:
+                message = current["queue"].get(block=True)
+                message.ack()
+                yield message.payload
+
+        return self._listening(connect, listen)
 
 
 def relay_manager(url, store, channel="flask-socketio"):
     """The client manager Flask-SocketIO would pick for ``url`` (same channel), made an
-    OrderedRelay; for Redis, one that also replays what its rooms missed during an outage."""
-    if url.startswith(("redis://", "rediss://")):
-        return ResyncingRedisManager(url, store, channel=channel)
-    return OrderedKombuManager(url, channel=channel)
+    OrderedRelay: Redis, or Kombu for ``amqp://`` and the rest."""
+    manager = ResyncingRedisManager if url.startswith(("redis://", "rediss://")) else ResyncingKombuManager
+    return manager(url, channel=channel, store=store)
