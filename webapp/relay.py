@@ -43,7 +43,7 @@ class OrderedRelay:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._gate = threading.Lock()  # green under eventlet's monkey patching
+        self._gate = threading.Lock()  # green under eventlet's or gevent's monkey patching
         self._held = {}  # job room -> {sid: [(event, snapshot), ...]} held back from that sid
         self._floor = {}  # job room -> {sid: highest seq that sid already has}
 
@@ -130,7 +130,7 @@ class ResyncingRedisManager(OrderedRelay, python_socketio.RedisManager):
             except Exception as exc:
                 log.warning("message queue unreachable (%s); retrying in %g s", exc, RETRY_INTERVAL)
                 subscribed, lost = False, True
-                time.sleep(RETRY_INTERVAL)
+                time.sleep(RETRY_INTERVAL)  # green too, when eventlet or gevent monkey-patched
 
     def resync(self):
         """Send each job room here the events published while this process was not listening."""
