@@ -99,14 +99,30 @@ def celery_worker_parameters():
 
 # ---- the real processes ---------------------------------------------------------------------------
 
+def pytest_generate_tests(metafunc):
+    """Run a test once per server named by its closest ``web_servers`` mark (ids show the server)."""
+    marker = metafunc.definition.get_closest_marker("web_servers")
+    if marker and "web_server" in metafunc.fixturenames:
+        metafunc.parametrize("web_server", marker.args, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
+def web_server(request):
+    """How gunicorn serves the web process (see support.WEB_SERVERS): eventlet unless marked."""
+    return getattr(request, "param", "eventlet")
+
+
 @pytest.fixture
-def processes(log_dir):
-    """Start real processes; every one is stopped after the test, pass or fail."""
+def processes(log_dir, web_server):
+    """Start real processes; every one is stopped after the test, pass or fail.
+
+    Web processes are served by ``web_server`` unless a test asks for another ``server``.
+    """
     started = []
 
     class Starter:
         def web(self, env, **options):
-            started.append(start_web(env, log_dir, **options))
+            started.append(start_web(env, log_dir, **{"server": web_server, **options}))
             return started[-1]
 
         def worker(self, env, **options):
@@ -123,14 +139,14 @@ def processes(log_dir):
 
 
 @pytest.fixture(scope="module")
-def stack(log_dir):
-    """gunicorn (eventlet) + a prefork celery worker on Redis db 2, shared by a test module."""
+def stack(log_dir, web_server):
+    """gunicorn (``web_server``) + a prefork celery worker on Redis db 2, shared by a test module."""
     import redis
 
     url = f"{REDIS_BASE}/{REDIS_DB_STACK}"
     redis.Redis.from_url(url).flushdb()
     env = process_env(url, HEARTBEAT_INTERVAL=1)
-    web = start_web(env, log_dir)
+    web = start_web(env, log_dir, server=web_server)
     try:
         worker = start_worker(env, log_dir)
     except BaseException:

@@ -128,19 +128,25 @@ def process_env(redis_url, **extra):
     return env
 
 
-def start_web(env, log_dir, *, port=None, threads=False):
-    """gunicorn serving create_app(): the eventlet worker, or threads (SOCKETIO_ASYNC_MODE=threading)."""
+# How gunicorn serves create_app() for each SOCKETIO_ASYNC_MODE the suite runs.
+WEB_SERVERS = {
+    "eventlet": ["--worker-class", "eventlet", "--worker-connections", "10000"],
+    "gevent": ["--worker-class", "gevent", "--worker-connections", "10000"],
+    "threading": ["--worker-class", "gthread", "--threads", "100"],
+}
+
+
+def start_web(env, log_dir, *, port=None, server="eventlet"):
+    """gunicorn serving create_app() with ``server``'s worker and the matching async mode."""
     port = port or free_port()
-    worker = ["--threads", "100", "--worker-class", "gthread"] if threads else \
-        ["--worker-class", "eventlet", "--worker-connections", "10000"]
-    if threads:
-        env = dict(env, SOCKETIO_ASYNC_MODE="threading")
-    proc = Process(f"web-{port}", [os.path.join(BIN, "gunicorn"), *worker, "--workers", "1",
-                                   "--no-control-socket", "--bind", f"127.0.0.1:{port}",
-                                   "--graceful-timeout", "2", "webapp:create_app()"],
+    env = dict(env, SOCKETIO_ASYNC_MODE=server)
+    proc = Process(f"web-{server}-{port}", [os.path.join(BIN, "gunicorn"), *WEB_SERVERS[server],
+                                            "--workers", "1", "--no-control-socket",
+                                            "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "2",
+                                            "webapp:create_app()"],
                    env, log_dir).start()
     proc.url = f"http://127.0.0.1:{port}"
-    proc.port = port
+    proc.port, proc.server = port, server
 
     def healthy():
         assert proc.alive(), f"web process exited:\n{proc.output()}"

@@ -1,12 +1,13 @@
-"""End to end with the real processes: gunicorn (eventlet) + `celery -A tasks worker` + Redis,
-followed by real python-socketio clients over websocket and long-polling."""
+"""End to end with the real processes: gunicorn + `celery -A tasks worker` + Redis, followed by real
+python-socketio clients over websocket and long-polling; once with gunicorn's eventlet worker serving
+the web process, once with its gevent worker."""
 
 import pytest
 import requests
 
 from support import REDIS_DB_STACK, Watcher, metric, process_env, submit, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
 
 
 @pytest.fixture
@@ -58,6 +59,26 @@ def test_a_late_joiner_gets_the_final_snapshot_at_once_and_can_replay_everything
         late.close()
 
 
+def test_clients_get_a_real_websocket_transport(stack):
+    # Websocket only: no long-polling to fall back on, so the connection is a websocket or fails.
+    direct = Watcher(stack.url, transports=("websocket",)).connect()
+    # Like a browser: long-polling first, then the upgrade to a websocket.
+    upgraded = Watcher(stack.url, transports=("polling", "websocket")).connect()
+    try:
+        assert direct.sio.transport() == "websocket"
+        wait_for(lambda: upgraded.sio.transport() == "websocket", 10, message="the upgrade")
+        job = submit(stack.url, "sleep", steps=3, interval=0.05)
+        for client in (direct, upgraded):
+            assert client.subscribe(job["job_id"], last_seq=-1)["ok"]
+        for client in (direct, upgraded):
+            final = client.wait_finished(job["job_id"])
+            assert client.unique_seqs(job["job_id"]) == list(range(final["seq"] + 1))
+        assert (direct.sio.transport(), upgraded.sio.transport()) == ("websocket", "websocket")
+    finally:
+        direct.close()
+        upgraded.close()
+
+
 def test_long_polling_clients_follow_jobs_too(stack):
     client = Watcher(stack.url, transports=("polling",)).connect()
     try:
@@ -101,9 +122,10 @@ def test_bad_subscribe_payloads_get_an_error_ack_and_keep_the_connection(stack, 
     assert watcher.subscribe(job["job_id"])["ok"]  # the same connection still works
 
 
+@pytest.mark.web_servers("eventlet")  # beside one stack is enough: its own server is threading
 def test_the_threading_mode_web_process_serves_the_same_jobs(stack, processes):
     env = process_env(stack.redis_url, HEARTBEAT_INTERVAL=1)
-    threaded = processes.web(env, threads=True)
+    threaded = processes.web(env, server="threading")
     client = Watcher(threaded.url).connect()
     try:
         job = submit(threaded.url, "sleep", steps=4, interval=0.05)

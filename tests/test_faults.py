@@ -1,7 +1,7 @@
 """Nothing lost: each test breaks a real process, connection or Redis and checks every event arrives.
 
-Every test starts its own redis-server, web process (gunicorn + eventlet) and Celery worker, so a
-crash in one test cannot leak into the next.
+Every test starts its own redis-server, web process and Celery worker, so a crash in one test cannot
+leak into the next; each runs with the web process served by gunicorn's eventlet and gevent workers.
 """
 
 import contextlib
@@ -15,7 +15,7 @@ import requests
 from support import (ReplayingWatcher, Watcher, api_job, children, free_port, in_seq_order,
                      kill_transport, metric, process_env, submit, wait_for)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
 
 FINAL = {"SUCCESS", "FAILURE", "REVOKED", "LOST"}
 

@@ -1,7 +1,8 @@
 """The web process: Flask pages and JSON API, and the Socket.IO namespace ``/jobs``.
 
 ``create_app()`` is the one place that wires settings, the job store and the extensions together.
-Serve it with ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (see the Procfile).
+Serve it with ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (the Procfile) or, with
+``SOCKETIO_ASYNC_MODE=gevent``, ``gunicorn -k gevent -w 1 'webapp:create_app()'`` (see the README).
 """
 
 import os
