@@ -129,8 +129,8 @@ def processes(log_dir, web_server):
             started.append(start_worker(env, log_dir, **options))
             return started[-1]
 
-        def redis(self, port):
-            started.append(start_redis(port, log_dir))
+        def redis(self, port, **options):
+            started.append(start_redis(port, log_dir, **options))
             return started[-1]
 
     yield Starter()

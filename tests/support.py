@@ -102,9 +102,11 @@ class Process:
             return f.read().decode(errors="replace")
 
 
-def start_redis(port, log_dir):
+def start_redis(port, log_dir, *, data_dir=None):
+    """A private redis-server; with ``data_dir``, one that keeps an append-only file there."""
+    keep = ["--appendonly", "yes", "--dir", data_dir] if data_dir else ["--appendonly", "no"]
     proc = Process(f"redis-{port}", [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                                     "--save", "", *keep, "--daemonize", "no"],
                    dict(os.environ), log_dir).start()
     client = redis.Redis(port=port, socket_connect_timeout=0.5)
 

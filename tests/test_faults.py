@@ -7,6 +7,7 @@ leak into the next; each runs with the web process served by gunicorn's eventlet
 import contextlib
 import os
 import signal
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -20,17 +21,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
 FINAL = {"SUCCESS", "FAILURE", "REVOKED", "LOST"}
 
 
-def start_stack(processes, *, worker=True, concurrency=2, **env):
+def start_stack(processes, *, worker=True, concurrency=2, redis_options=None, worker_env=None, **env):
     """A private redis-server, a web process and (unless told) a worker, all on free ports."""
     redis_port = free_port()
-    redis_proc = processes.redis(redis_port)
+    redis_proc = processes.redis(redis_port, **(redis_options or {}))
     url = f"redis://127.0.0.1:{redis_port}/0"
     env = process_env(url, **{"HEARTBEAT_INTERVAL": 1, **env})
     web = processes.web(env)
     stack = SimpleNamespace(redis=redis_proc, redis_port=redis_port, redis_url=url, env=env, web=web,
                             worker=None)
     if worker:
-        stack.worker = processes.worker(env, concurrency=concurrency)
+        stack.worker = processes.worker({**env, **(worker_env or {})}, concurrency=concurrency)
     return stack
 
 
@@ -314,3 +315,103 @@ def test_two_web_processes_relay_every_job_and_declare_a_lost_job_once(processes
     finally:
         for watcher in watchers:
             watcher.close()
+
+
+# ---- a deployment past one box: skewed clocks, persistent Redis restarts, Celery's view, leaks -----
+
+SKEWED_CLOCK = '''\
+import time
+_time, _time_ns = time.time, time.time_ns
+time.time = lambda: _time() + {skew}
+time.time_ns = lambda: _time_ns() + int({skew} * 1e9)
+'''
+
+
+def test_a_worker_whose_clock_is_a_minute_behind_is_not_declared_lost(processes, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(SKEWED_CLOCK.format(skew=-60.0))
+    stack = start_stack(processes, JOB_STALL_TIMEOUT=5,
+                        worker_env={"PYTHONPATH": str(tmp_path)})
+    job_id = submit(stack.web.url, steps=24, interval=0.5)["job_id"]
+    with following(stack.web.url, job_id) as watcher:
+        final = watcher.wait_finished(job_id, 60)
+    assert final["state"] == "SUCCESS", final
+    # The times users see come from Redis's clock, not from the worker's.
+    assert abs(final["finished_at"] - time.time()) < 10, final
+
+
+def test_a_running_job_survives_a_restart_of_a_persistent_redis(processes, tmp_path):
+    stack = start_stack(processes, redis_options={"data_dir": str(tmp_path)})
+    job_id = submit(stack.web.url, steps=40, interval=0.1)["job_id"]
+    watcher = ReplayingWatcher(stack.web.url)
+    watcher.connect()
+    try:
+        watcher.follow(job_id)
+        wait_for(lambda: len(watcher.seqs(job_id)) >= 5, 30, message="the job to be under way")
+        stack.redis.stop()  # a clean shutdown: the append-only file has every write
+        processes.redis(stack.redis_port, data_dir=str(tmp_path))
+        final = watcher.wait_finished(job_id, 90)
+        assert final["state"] == "SUCCESS", final
+        assert_gap_free(watcher.job_events(job_id), final["seq"])
+    finally:
+        watcher.close()
+
+
+def test_a_failed_or_cancelled_job_is_not_a_success_in_celerys_own_log(processes):
+    stack = start_stack(processes)
+    failing = submit(stack.web.url, steps=3, interval=0, fail_at=2)["job_id"]
+    running = submit(stack.web.url, steps=200, interval=0.05)["job_id"]
+    with following(stack.web.url, running) as watcher:
+        requests.post(f"{stack.web.url}/api/jobs/{running}/cancel", timeout=5).raise_for_status()
+        assert watcher.wait_finished(running)["state"] == "REVOKED"
+    wait_for(lambda: api_job(stack.web.url, failing)["state"] == "FAILURE", 30, message="the failure")
+    wait_for(lambda: f"[{failing}] raised unexpected: StepFailed" in stack.worker.output(), 10,
+             message="Celery to log the job's failure")
+    wait_for(lambda: f"[{running}] ignored" in stack.worker.output(), 10,
+             message="Celery to log the cancelled job as ignored (and send task-revoked)")
+    log = stack.worker.output()
+    assert f"[{failing}] succeeded" not in log and f"[{running}] succeeded" not in log
+
+
+def test_with_the_heartbeat_switched_off_a_dead_workers_job_is_still_declared_lost(processes):
+    stack = start_stack(processes, HEARTBEAT_INTERVAL=0, JOB_STALL_TIMEOUT=3)
+    job_id = submit(stack.web.url, steps=100, interval=0.1)["job_id"]
+    with following(stack.web.url, job_id) as watcher:
+        stack.worker.kill()
+        final = watcher.wait_finished(job_id, 30)
+    assert final["state"] == "LOST" and "no sign of life" in final["error"]
+    assert watcher.heartbeats() == []
+
+
+def test_the_relay_keeps_nothing_for_rooms_and_clients_that_are_gone(processes):
+    """1,000 jobs watched by clients that come and go: finished jobs, jobs left behind with an
+    unsubscribe, and clients that disconnect while their room is open with a replay floor set."""
+    from notifier.settings import SOCKETIO_CHANNEL
+    from notifier.store import JobStore, connect
+
+    stack = start_stack(processes, worker=False)
+    url = stack.web.url
+    store = JobStore(connect(stack.redis_url), channel=SOCKETIO_CHANNEL)  # publishes as workers do
+    for _ in range(10):
+        watchers = [Watcher(url).connect() for _ in range(5)]
+        try:
+            for n in range(100):
+                watcher, job_id = watchers[n % 5], store.create("sleep", {})["job_id"]
+                store.update(job_id, state="STARTED")
+                if n % 3 == 0:  # followed to its end: finished, room closed
+                    assert watcher.subscribe(job_id, last_seq=0)["ok"]
+                    store.update(job_id, state="PROGRESS", current=1, total=2)
+                    store.update(job_id, state="SUCCESS")
+                elif n % 3 == 1:  # the client leaves; the job never ends
+                    assert watcher.subscribe(job_id, last_seq=0)["ok"]
+                    store.update(job_id, state="PROGRESS", current=1, total=2)
+                    assert watcher.call("unsubscribe", {"job_id": job_id})["ok"]
+                else:  # a floor stays until the client disconnects, room still open
+                    store.update(job_id, state="PROGRESS", current=1, total=2)
+                    assert watcher.subscribe(job_id, last_seq=0)["ok"]
+            assert metric(url, "notifier_relay_tracked") > 0  # the open rooms of this round
+        finally:
+            for watcher in watchers:
+                watcher.close()
+        wait_for(lambda: metric(url, "notifier_relay_tracked") == 0, 10,
+                 message="the relay to forget the rooms and clients that are gone")
+    assert metric(url, "notifier_rooms_open") == 0
