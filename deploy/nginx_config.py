@@ -99,9 +99,9 @@ def write_config(run_dir, snippet, **site_options):
     return main
 
 
-def nginx_command(main_config):
+def nginx_command(main_config, nginx="nginx"):
     """The command line that runs nginx in the foreground on a config from ``write_config``."""
-    return ["nginx", "-e", "stderr", "-p", os.path.dirname(main_config), "-c", main_config]
+    return [nginx, "-e", "stderr", "-p", os.path.dirname(main_config), "-c", main_config]
 
 
 def main(argv=None):

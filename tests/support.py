@@ -136,7 +136,8 @@ def start_web(env, log_dir, *, port=None, threads=False):
     if threads:
         env = dict(env, SOCKETIO_ASYNC_MODE="threading")
     proc = Process(f"web-{port}", [os.path.join(BIN, "gunicorn"), *worker, "--workers", "1",
-                                   "--no-control-socket", "--bind", f"127.0.0.1:{port}",
+                                   "--no-control-socket", "--forwarded-allow-ips=",
+                                   "--bind", f"127.0.0.1:{port}",
                                    "--graceful-timeout", "2", "webapp:create_app()"],
                    env, log_dir).start()
     proc.url = f"http://127.0.0.1:{port}"
