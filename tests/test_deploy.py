@@ -6,10 +6,12 @@ including deploy/nginx/*.nginx with their edit points filled in: a free port, th
 ports and this checkout. Missing nginx skips these tests, or fails them when REQUIRE_NGINX is set.
 """
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from html.parser import HTMLParser
 from types import SimpleNamespace
@@ -19,7 +21,7 @@ import redis
 import requests
 import socketio
 from requests.adapters import HTTPAdapter
-from support import (NAMESPACE, Process, ReplayingWatcher, Watcher, free_port, in_seq_order, metric,
+from support import (NAMESPACE, ROOT, Process, ReplayingWatcher, Watcher, free_port, in_seq_order, metric,
                      process_env, start_redis, start_web, start_worker, submit, wait_for)
 
 from deploy.nginx_config import LOAD_BALANCED, SINGLE, nginx_command, write_config
@@ -334,3 +336,140 @@ def test_the_pages_https_origin_through_a_tls_proxy_is_accepted_only_with_truste
                            wait_timeout=10)
         finally:
             client.disconnect()
+
+
+# ---- operator announcements (python -m notifier.announce) -------------------------------------------
+
+def announce(site, *args, **env):
+    """Run the announce command against ``site``'s message queue; returns the finished process."""
+    return subprocess.run([sys.executable, "-m", "notifier.announce", *args], cwd=ROOT,
+                          env=process_env(site.redis_url, **env), capture_output=True, text=True,
+                          timeout=60)
+
+
+def listening_for_announcements(client):
+    """Record each announcement a Watcher gets, with every argument it came with."""
+    client.sio.on("announcement", lambda *args: client.events.append(("announcement", args)),
+                  namespace=NAMESPACE)
+    return client
+
+
+def announcements(client):
+    return [args for name, args in list(client.events) if name == "announcement"]
+
+
+@pytest.fixture
+def spread_clients(balanced):
+    """Polling clients through the balancer from different addresses, on both web processes."""
+    clients = [listening_for_announcements(
+        Watcher(balanced.url, transports=("polling",), http_session=session_from(f"127.0.{n}.1")))
+        for n in range(40, 48)]
+    for client in clients:
+        connect(client)
+    held = [metric(web.url, "notifier_clients_connected") for web in balanced.webs]
+    assert all(held), f"these addresses all hash to one process: {held}"
+    yield clients
+    for client in clients:
+        client.close()
+
+
+def test_an_announcement_reaches_every_client_on_every_process_with_title_and_body(
+        balanced, spread_clients):
+    done = announce(balanced, "Maintenance", "Jobs pause at 18:00")
+    assert done.returncode == 0, done.stderr
+    for client in spread_clients:
+        wait_for(lambda: announcements(client), 10, message="the announcement")
+        assert announcements(client) == [("Maintenance", "Jobs pause at 18:00")]
+
+
+def test_an_announcement_to_one_job_reaches_only_its_watchers(balanced, spread_clients):
+    watched, other = (submit(balanced.url, steps=300, interval=0.1)["job_id"] for _ in range(2))
+    try:
+        for n, client in enumerate(spread_clients):
+            if n % 3 != 2:  # a third watch nothing
+                assert client.subscribe(watched if n % 3 == 0 else other)["ok"]
+        done = announce(balanced, "Slow", "this one takes a while", "--job", watched)
+        assert done.returncode == 0, done.stderr
+        # Then one to everyone: the queue keeps their order, so once a client has the second,
+        # it would already have the first.
+        assert announce(balanced, "All", "everyone").returncode == 0
+        for n, client in enumerate(spread_clients):
+            wait_for(lambda: ("All", "everyone") in announcements(client), 10,
+                     message="the announcement to everyone")
+            expected = [("Slow", "this one takes a while")] if n % 3 == 0 else []
+            assert announcements(client) == expected + [("All", "everyone")], n
+    finally:
+        for job_id in (watched, other):
+            requests.post(f"{balanced.url}/api/jobs/{job_id}/cancel", timeout=10)
+
+
+def test_the_terminal_watcher_prints_announcements(balanced):
+    job_id = submit(balanced.url, steps=300, interval=0.1)["job_id"]
+    logs = tempfile.mkdtemp(prefix="cli-", dir=os.path.join(ROOT, "test-artifacts"))
+    watchers = {}
+    try:
+        for mode in ("json", "live"):
+            out, err = (open(os.path.join(logs, f"{mode}.{name}"), "w+") for name in ("out", "err"))
+            argv = [sys.executable, "-m", "webapp.cli", "--url", balanced.url, "watch", job_id]
+            proc = subprocess.Popen(argv + (["--json"] if mode == "json" else []), cwd=ROOT,
+                                    stdout=out, stderr=err, env=process_env(balanced.redis_url))
+            watchers[mode] = (proc, out, err)
+        # Once a watcher printed its first snapshot, it is subscribed.
+        for proc, out, _ in watchers.values():
+            wait_for(lambda: open(out.name).read().strip(), 30, message="the watcher's first line")
+        assert announce(balanced, "<b>Note</b>", "body & more", "--job", job_id).returncode == 0
+
+        proc, out, err = watchers["json"]
+        line = wait_for(lambda: open(err.name).read().strip(), 10, message="the JSON announcement")
+        assert json.loads(line) == {"announcement": {"title": "<b>Note</b>", "body": "body & more"}}
+        proc, out, err = watchers["live"]
+        wait_for(lambda: "announcement: <b>Note</b>: body & more" in open(out.name).read(), 10,
+                 message="the printed announcement")
+    finally:
+        requests.post(f"{balanced.url}/api/jobs/{job_id}/cancel", timeout=10)
+        for proc, out, err in watchers.values():
+            proc.wait(30)
+            out.close()
+            err.close()
+    assert all(json.loads(line)["job_id"] == job_id for line in open(watchers["json"][1].name))
+
+
+@pytest.mark.parametrize("args", [[], ["only a title"], ["", "body"], ["title", "  "],
+                                  ["title", "body", "--job", "not-a-job-id"]])
+def test_announce_with_bad_arguments_prints_usage_and_exits_2(balanced, args):
+    done = announce(balanced, *args)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: python -m notifier.announce")
+    assert "announced" not in done.stdout
+
+
+@pytest.mark.parametrize("scheme", ["redis", "amqp"])
+def test_announce_to_an_unreachable_queue_fails_with_one_line(balanced, scheme):
+    queue = f"{scheme}://user:secret@127.0.0.1:{free_port()}/"
+    done = announce(balanced, "Title", "Body", SOCKETIO_MESSAGE_QUEUE=queue)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the message queue"), done.stderr
+    assert "secret" not in done.stderr
+
+
+@pytest.mark.browser
+def test_a_page_shows_an_announcement_as_text_and_it_can_be_dismissed(balanced, page):
+    from playwright.sync_api import expect
+
+    problems = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+    page.goto(balanced.url + "/")
+    expect(page.locator("#connection")).to_have_text("live", timeout=20_000)
+    title, body = "<b>Maintenance</b>", '<img src="x" onerror="alert(1)"> at 18:00'
+    assert announce(balanced, title, body).returncode == 0
+
+    banner = page.locator(".announcement")
+    expect(banner).to_have_count(1, timeout=20_000)
+    expect(banner.locator(".title")).to_have_text(title)
+    expect(banner.locator(".body")).to_have_text(body)
+    assert banner.locator("b, img").count() == 0  # shown as text, never as markup
+    banner.get_by_role("button", name="Dismiss").click()
+    expect(banner).to_have_count(0)
+    assert problems == []
