@@ -3,7 +3,8 @@ TRUSTED_PROXIES believes, and operator announcements through the message queue.
 
 nginx runs as a plain program on a config generated into a temporary folder (never /etc/nginx),
 including deploy/nginx/*.nginx with their edit points filled in: a free port, the web processes'
-ports and this checkout. Missing nginx skips these tests, or fails them when REQUIRE_NGINX is set.
+ports and this checkout. Missing nginx skips these tests, or fails them when REQUIRE_NGINX is set
+(``NGINX`` names another binary).
 """
 
 import json
@@ -28,11 +29,10 @@ from deploy.nginx_config import LOAD_BALANCED, SINGLE, nginx_command, write_conf
 
 pytestmark = pytest.mark.e2e
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX = os.environ.get("NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def nginx_installed():
+def require_nginx():
     if not os.path.exists(NGINX):
         if os.environ.get("REQUIRE_NGINX"):
             pytest.fail(f"{NGINX} is missing (apt-get install nginx-light)")
@@ -65,6 +65,7 @@ def deploy(started, log_dir, *, web=1, worker=True, tls=None, **env):
 
     Every process is appended to ``started`` as it starts, so the caller stops them all.
     """
+    require_nginx()
     redis_port = free_port()
     started.append(start_redis(redis_port, log_dir))
     url = f"redis://127.0.0.1:{redis_port}/0"
