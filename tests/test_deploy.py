@@ -18,7 +18,6 @@ from html.parser import HTMLParser
 from types import SimpleNamespace
 
 import pytest
-import redis
 import requests
 import socketio
 from requests.adapters import HTTPAdapter
