@@ -6,11 +6,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOCKETIO_JS := node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: run test install install-dev chromium bench clean
+WEB ?= 2
+CLUSTER_DIR := run/cluster
+
+.PHONY: run cluster test install install-dev chromium bench clean
 
 run: install
 	@test -f .env || cp .env.example .env
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+
+# WEB web processes (ports 5000, 5001, ...) behind nginx on 127.0.0.1:8000 (ws.loadbalance.nginx),
+# plus the worker and Redis: deploy/Procfile.cluster, web first so honcho numbers its ports from 5000.
+cluster: install
+	@test -f .env || cp .env.example .env
+	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { echo "nginx is needed (apt-get install nginx-light)"; exit 1; }
+	$(BIN)/python deploy/nginx_config.py --web $(WEB) --first-port 5000 --listen 127.0.0.1:8000 $(CLUSTER_DIR)
+	PATH="$(CURDIR)/$(BIN):$$PATH:/usr/sbin" $(BIN)/honcho -f deploy/Procfile.cluster -d . start -p 5000 -c web=$(WEB)
 
 test: install-dev chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -50,4 +61,4 @@ bench: install-dev
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/load.py
 
 clean:
-	rm -rf $(VENV) node_modules test-artifacts
+	rm -rf $(VENV) node_modules test-artifacts run

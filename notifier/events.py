@@ -8,7 +8,7 @@ NAMESPACE = "/jobs"
 PROGRESS = "progress"
 FINISHED = "finished"
 HEARTBEAT = "heartbeat"
-ANNOUNCEMENT = "announcement"
+ANNOUNCEMENT = "announcement"  # two arguments: title, body (see notifier.announce)
 
 
 def event_for(snapshot):

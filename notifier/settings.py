@@ -22,6 +22,20 @@ def _float(environ, name, default):
         raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
 
 
+def _count(environ, name, default):
+    """Read a whole number that may not be negative (a count of something), failing loudly."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{name} must be a whole number, 0 or more, not {raw!r}")
+    return value
+
+
 def _flag(environ, name):
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -43,6 +57,7 @@ class Settings:
     cors_allowed_origins: list[str] = field(default_factory=list)
     submit_rate_limit: str = "60 per minute"
     port: int = 5000
+    trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-* headers are believed
     # Not in the public contract: tuning knobs with safe defaults.
     history_length: int = 1000
     finished_ttl: float = 24 * 3600
@@ -98,6 +113,7 @@ class Settings:
             cors_allowed_origins=origins,
             submit_rate_limit=env.get("SUBMIT_RATE_LIMIT") or "60 per minute",
             port=int(env.get("PORT") or 5000),
+            trusted_proxies=_count(env, "TRUSTED_PROXIES", 0),
             history_length=int(env.get("JOB_HISTORY_LENGTH") or 1000),
             finished_ttl=_float(env, "JOB_FINISHED_TTL", 24 * 3600),
             progress_min_interval=_float(env, "PROGRESS_MIN_INTERVAL", 0.1),

@@ -144,6 +144,7 @@ def start_web(env, log_dir, *, port=None, server="eventlet"):
     env = dict(env, SOCKETIO_ASYNC_MODE=server)
     proc = Process(f"web-{server}-{port}", [os.path.join(BIN, "gunicorn"), *WEB_SERVERS[server],
                                             "--workers", "1", "--no-control-socket",
+                                            "--forwarded-allow-ips=",
                                             "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "2",
                                             "webapp:create_app()"],
                    env, log_dir).start()

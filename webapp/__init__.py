@@ -9,6 +9,7 @@ import os
 
 from flask import Flask, request, send_from_directory
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from notifier.events import NAMESPACE
 from notifier.settings import Settings
@@ -80,6 +81,12 @@ def create_app(settings=None, *, background_loops=True):
                                            ("ping_timeout", settings.ping_timeout)) if value},
     )
     socketio.on_namespace(JobsNamespace(NAMESPACE, manager, app.extensions["notifier.store"]))
+    if settings.trusted_proxies:
+        # Wrapped after socketio.init_app, so it stands in front of Socket.IO's middleware too:
+        # the origin check then sees the scheme and host the browser used, and the rate limit the
+        # client's address. Only the last `trusted_proxies` values of each header are believed.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     metrics.init_app(app, manager, KINDS)
 
     @app.get("/static/vendor/socket.io.min.js")

@@ -4,6 +4,10 @@
     python -m webapp.cli watch <job_id>                   # live bar and messages until it ends
     python -m webapp.cli watch <job_id> --json            # one snapshot per line, in seq order
 
+While watching, an operator's announcement (``python -m notifier.announce``) is printed as a line
+of its own; with ``--json`` it goes to stderr as ``{"announcement": {"title": …, "body": …}}``, so
+stdout stays one snapshot per line.
+
 The server is ``--url``, else ``$NOTIFIER_URL``, else http://127.0.0.1:5000. It talks only to the
 public HTTP API and the ``/jobs`` namespace, so it works against any running notifier.
 """
@@ -21,7 +25,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-from notifier.events import FINISHED, NAMESPACE, PROGRESS
+from notifier.events import ANNOUNCEMENT, FINISHED, NAMESPACE, PROGRESS
 from notifier.store import FAILURE, LOST, REVOKED, SUCCESS
 from tasks import KINDS
 
@@ -77,10 +81,14 @@ class Follower:
                     namespace=NAMESPACE)
         for event in (PROGRESS, FINISHED):
             self.sio.on(event, self._received, namespace=NAMESPACE)
+        self.sio.on(ANNOUNCEMENT, self._announced, namespace=NAMESPACE)
 
     def _received(self, snapshot):
         if isinstance(snapshot, dict) and snapshot.get("job_id") == self.job_id:
             self.inbox.put(("snapshot", snapshot))
+
+    def _announced(self, title="", body="", *_):
+        self.inbox.put(("announcement", (str(title), str(body))))
 
     def connect(self):
         try:
@@ -109,7 +117,7 @@ class Follower:
             self.next_seq += 1
         return due
 
-    def snapshots(self, on_status=lambda text: None):
+    def snapshots(self, on_status=lambda text: None, on_announcement=lambda title, body: None):
         """Yield the job's snapshots in seq order until (and including) its final one."""
         while True:
             try:
@@ -122,6 +130,9 @@ class Follower:
                 continue
             if kind == "disconnect":
                 on_status("reconnecting…")
+                continue
+            if kind == "announcement":
+                on_announcement(*data)
                 continue
             if kind == "ack":
                 if not (isinstance(data, dict) and data.get("ok")):
@@ -161,8 +172,12 @@ def watch(url, job_id, *, as_json=False, transports=None, out=None):
 
 
 def _watch_json(follower):
+    def announced(title, body):
+        print(json.dumps({"announcement": {"title": title, "body": body}}), file=sys.stderr,
+              flush=True)
+
     final = None
-    for snapshot in follower.snapshots():
+    for snapshot in follower.snapshots(on_announcement=announced):
         print(json.dumps(snapshot, separators=(",", ":")), flush=True)
         final = snapshot
     return EXIT_CODES[final["state"]]
@@ -176,8 +191,12 @@ def _watch_live(follower, console):
     # line; in a pipe only the messages and the summary are printed.
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(follower.job_id[:8], total=None, status="connecting…")
+        def announced(title, body):
+            bar.console.print(f"announcement: {title}: {body}", markup=False, highlight=False,
+                              style="bold")
+
         final = None
-        for snapshot in follower.snapshots(lambda text: bar.update(task, status=text)):
+        for snapshot in follower.snapshots(lambda text: bar.update(task, status=text), announced):
             if snapshot["seq"] == 0 or bar.tasks[0].description == follower.job_id[:8]:
                 bar.update(task, description=f"{snapshot['kind']} {follower.job_id[:8]}")
             bar.update(task, total=snapshot["total"], completed=snapshot["current"] or 0)

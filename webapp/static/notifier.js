@@ -36,6 +36,7 @@ const Notifier = (() => {
                                           navigator.onLine ? "reconnecting…" : "offline"));
     window.addEventListener("offline", () => show("offline", "offline"));
     window.addEventListener("online", () => { if (socket.connected) show("connected", "live"); });
+    socket.on("announcement", announce);
     socket.on("heartbeat", (beat) => {
       lastBeat = Date.now();
       serverClockOffset = beat.ts - Date.now() / 1000;
@@ -48,6 +49,19 @@ const Notifier = (() => {
       }, 1000);
     }
     return socket;
+  }
+
+  // ---- operator announcements (python -m notifier.announce): a dismissible banner each ------
+  function announce(title, body) {
+    const area = document.getElementById("announcements");
+    if (!area) return;
+    const dismiss = el("button", { type: "button", class: "dismiss", "aria-label": "Dismiss", text: "×" });
+    const banner = el("div", { class: "announcement", role: "alert" },
+      el("strong", { class: "title", text: String(title ?? "") }),
+      el("span", { class: "body", text: String(body ?? "") }),
+      dismiss);
+    dismiss.addEventListener("click", () => banner.remove());
+    area.append(banner);
   }
 
   // ---- this browser's recent jobs (localStorage; other tabs hear of changes) ---------------
