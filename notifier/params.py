@@ -24,9 +24,11 @@ class Param:
     required: bool = True
     help: str = ""
 
-    @property
-    def optional(self):
-        return self.default is None and not self.required
+    def describe(self):
+        """This param as ``GET /api/kinds`` shows it: what forms and clients build inputs from."""
+        return {"name": self.name, "type": self.type.__name__, "min": self.minimum,
+                "max": self.maximum, "default": self.default, "required": self.required,
+                "help": self.help}
 
     def clean(self, value):
         """Return the value as this param's type, or raise ValueError saying what is wrong."""

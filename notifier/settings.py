@@ -56,7 +56,6 @@ class Settings:
     stall_timeout: float = 30.0
     cors_allowed_origins: list[str] = field(default_factory=list)
     submit_rate_limit: str = "60 per minute"
-    port: int = 5000
     trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-* headers are believed
     # Not in the public contract: tuning knobs with safe defaults.
     history_length: int = 1000
@@ -112,7 +111,6 @@ class Settings:
             stall_timeout=_float(env, "JOB_STALL_TIMEOUT", 30.0),
             cors_allowed_origins=origins,
             submit_rate_limit=env.get("SUBMIT_RATE_LIMIT") or "60 per minute",
-            port=int(env.get("PORT") or 5000),
             trusted_proxies=_count(env, "TRUSTED_PROXIES", 0),
             history_length=int(env.get("JOB_HISTORY_LENGTH") or 1000),
             finished_ttl=_float(env, "JOB_FINISHED_TTL", 24 * 3600),

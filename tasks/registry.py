@@ -30,6 +30,11 @@ class JobKind:
     description: str = ""
     check: object = field(default=None, repr=False)
 
+    def describe(self):
+        """This kind as ``GET /api/kinds`` shows it."""
+        return {"name": self.name, "title": self.title, "help": self.description,
+                "params": [param.describe() for param in self.params.values()]}
+
     def clean(self, params):
         """Validated params with defaults filled in; raises ParamsInvalid naming each bad field."""
         clean = clean_params(params, self.params)

@@ -118,3 +118,16 @@ def test_metrics_expose_the_contract_names_and_count_submissions(client):
     after = _samples(client)
     submitted = 'notifier_jobs_submitted_total{kind="sleep"}'
     assert after[submitted] == before[submitted] + 1
+
+
+def test_kinds_lists_each_kind_with_its_params_bounds_defaults_and_help(client):
+    from tasks import KINDS
+
+    kinds = {kind["name"]: kind for kind in client.get("/api/kinds").get_json()["kinds"]}
+    assert set(kinds) == set(KINDS) >= {"sleep", "primes"}
+    steps = {param["name"]: param for param in kinds["sleep"]["params"]}["steps"]
+    assert steps == {"name": "steps", "type": "int", "min": 1, "max": 10000, "default": 10,
+                     "required": True, "help": "how many steps to report"}
+    fail_at = {param["name"]: param for param in kinds["sleep"]["params"]}["fail_at"]
+    assert (fail_at["required"], fail_at["default"]) == (False, None)
+    assert kinds["primes"]["title"] == "Count primes" and kinds["primes"]["help"]

@@ -23,7 +23,7 @@ def cli_env(**extra):
 
 def cli(stack, *args, env=None, timeout=60):
     """Run ``python -m webapp.cli --url <stack> ARGS`` to its end."""
-    return subprocess.run([sys.executable, "-m", "webapp.cli", "--url", stack.url, *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "jobclient", "--url", stack.url, *args], cwd=ROOT,
                           env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
@@ -44,7 +44,7 @@ def test_submit_prints_the_job_id_and_its_url(stack):
 
 
 def test_server_url_comes_from_notifier_url(stack):
-    run = subprocess.run([sys.executable, "-m", "webapp.cli", "submit", "sleep", "--steps", "1",
+    run = subprocess.run([sys.executable, "-m", "jobclient", "submit", "sleep", "--steps", "1",
                           "--interval", "0"], cwd=ROOT, env=cli_env(NOTIFIER_URL=stack.url),
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
@@ -95,7 +95,7 @@ def test_watch_exits_non_zero_with_the_error_when_the_job_fails(stack):
 
 def test_watch_exits_non_zero_when_the_job_is_cancelled(stack):
     job = submit(stack.url, steps=200, interval=0.1)
-    watcher = subprocess.Popen([sys.executable, "-m", "webapp.cli", "--url", stack.url, "watch",
+    watcher = subprocess.Popen([sys.executable, "-m", "jobclient", "--url", stack.url, "watch",
                                 job["job_id"], "--json"], cwd=ROOT, env=cli_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -115,7 +115,7 @@ def test_watch_resumes_without_gaps_after_the_server_restarts(stack, processes):
     port = free_port()
     web = processes.web(stack.env, port=port)  # same Redis and worker as the stack
     job = submit(web.url, steps=30, interval=0.2)
-    watcher = subprocess.Popen([sys.executable, "-m", "webapp.cli", "--url", web.url, "watch",
+    watcher = subprocess.Popen([sys.executable, "-m", "jobclient", "--url", web.url, "watch",
                                 job["job_id"], "--json"], cwd=ROOT, env=cli_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -161,8 +161,37 @@ def test_bad_input_exits_2_naming_the_problem(stack):
 
 
 def test_an_unreachable_server_exits_2(stack):
-    run = subprocess.run([sys.executable, "-m", "webapp.cli", "--url", "http://127.0.0.1:9",
+    run = subprocess.run([sys.executable, "-m", "jobclient", "--url", "http://127.0.0.1:9",
                           "watch", "00000000-0000-4000-8000-000000000000"], cwd=ROOT,
                          env=cli_env(), capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "cannot connect to http://127.0.0.1:9" in run.stderr
+
+
+HIDE_SERVER_PACKAGES = """
+import runpy, sys
+
+class Hidden:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"flask", "flask_socketio", "flask_wtf", "flask_limiter", "celery",
+                                  "kombu", "eventlet", "gevent", "webapp", "tasks"}:
+            raise ImportError(f"{name} is hidden from this client")
+
+sys.meta_path.insert(0, Hidden())
+sys.argv[0] = "jobclient"
+runpy.run_module("jobclient", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_the_client_runs_without_flask_or_celery_and_takes_its_kinds_from_the_server(stack):
+    run = subprocess.run([sys.executable, "-c", HIDE_SERVER_PACKAGES, "--url", stack.url,
+                          "submit", "sleep", "--steps", "3", "--interval", "0.05", "--watch", "--json"],
+                         cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert [s["seq"] for s in snapshots(run.stdout)] == list(range(snapshots(run.stdout)[-1]["seq"] + 1))
+
+    helped = subprocess.run([sys.executable, "-c", HIDE_SERVER_PACKAGES, "--url", stack.url,
+                             "submit", "primes", "--help"],
+                            cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0, helped.stderr
+    assert "--limit" in helped.stdout and "2–100000000" in helped.stdout

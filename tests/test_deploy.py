@@ -410,7 +410,7 @@ def test_the_terminal_watcher_prints_announcements(balanced):
     try:
         for mode in ("json", "live"):
             out, err = (open(os.path.join(logs, f"{mode}.{name}"), "w+") for name in ("out", "err"))
-            argv = [sys.executable, "-m", "webapp.cli", "--url", balanced.url, "watch", job_id]
+            argv = [sys.executable, "-m", "jobclient", "--url", balanced.url, "watch", job_id]
             proc = subprocess.Popen(argv + (["--json"] if mode == "json" else []), cwd=ROOT,
                                     stdout=out, stderr=err, env=process_env(balanced.redis_url))
             watchers[mode] = (proc, out, err)

@@ -55,6 +55,12 @@ def submit():
     return snapshot, 202, {"Location": url_for("api.get_job", job_id=snapshot["job_id"])}
 
 
+@bp.get("/kinds")
+def kinds():
+    """Every job kind with its params, bounds, defaults and help: what clients build inputs from."""
+    return {"kinds": [kind.describe() for kind in KINDS.values()]}
+
+
 @bp.get("/jobs/<job_id>")
 def get_job(job_id):
     snapshot = _job_or_404(job_id)

@@ -44,11 +44,6 @@ class JobsNamespace(Namespace):
         super().__init__(namespace)
         self.relay, self.store = relay, store
 
-    def _read(self, job_id):
-        def read(last_seq):
-            snapshot = self.store.get(job_id)
-            return snapshot, self.store.history(job_id, last_seq) if last_seq is not None else []
-        return read
 
     def on_subscribe(self, data=None):
         """Join a job's room and catch up from ``last_seq``: how every page and client follows a job."""
@@ -56,14 +51,26 @@ class JobsNamespace(Namespace):
             job_id, last_seq = _parse(data, with_last_seq=True)
         except InvalidRequest as exc:
             return _error("invalid", str(exc))
+        replayed = []
+
+        def read(last_seq):
+            snapshot = self.store.get(job_id)
+            replayed.extend(self.store.history(job_id, last_seq) if last_seq is not None else [])
+            return snapshot, replayed
+
         try:
-            snapshot = self.relay.join_with_replay(request.sid, job_id, last_seq, self._read(job_id))
+            snapshot = self.relay.join_with_replay(request.sid, job_id, last_seq, read)
         except JobNotFound:
             return _error("not_found", f"no job with id {job_id}")
         except redis.RedisError as exc:
             log.warning("subscribe to %s failed: Redis is unavailable (%s)", job_id, exc)
             return _error("unavailable", "job state is unavailable right now, try again shortly")
-        return {"ok": True, "job": snapshot}
+        ack = {"ok": True, "job": snapshot}
+        if last_seq is not None:
+            # Where the replay started: older seqs are gone from the job's capped history, so a
+            # client whose ack overtook the replayed events knows which seqs are still coming.
+            ack["history_from"] = replayed[0]["seq"] if replayed else snapshot["seq"]
+        return ack
 
     def on_unsubscribe(self, data=None):
         """Leave a job's room: a page that stops showing a job stops receiving it."""

@@ -1,0 +1,75 @@
+"""The terminal client's follower, fed in the orders python-socketio's client can deliver in.
+
+Its client runs each incoming packet on a thread of its own, so the ``subscribe`` ack can arrive
+before the replayed events the server sent ahead of it. These tests put that order (and the
+others) in the follower's inbox directly, so the race happens every time; the network is left
+out, and ``subscribe`` is recorded instead of sent (a stand-in, named as such).
+"""
+
+import pytest
+
+from jobclient.api import CliError
+from jobclient.follower import Follower
+
+JOB = "6f1d3b4e-8a1c-4a5e-9d3f-2b7c1e0a9f11"
+
+
+class RecordingFollower(Follower):
+    """A Follower whose subscribe calls are recorded rather than sent."""
+
+    def __init__(self, answers=()):
+        super().__init__("http://127.0.0.1:9", JOB)
+        self.subscribed = []
+        self.answers = list(answers)  # what the server answers to each subscribe after the first
+
+    def subscribe(self):
+        self.subscribed.append(self.next_seq - 1)
+        if len(self.subscribed) > 1 and self.answers:
+            for arrival in self.answers.pop(0):
+                self.inbox.put(arrival)
+
+
+def snapshot(seq, state="PROGRESS"):
+    return {"job_id": JOB, "seq": seq, "state": state}
+
+
+def follow(follower, *arrivals):
+    for arrival in arrivals:
+        follower.inbox.put(arrival)
+    return [s["seq"] for s in follower.snapshots()]
+
+
+def test_an_ack_that_overtakes_the_replay_does_not_skip_the_replayed_seqs():
+    follower = RecordingFollower()
+    seqs = follow(follower, ("connect", None),
+                  ("ack", {"ok": True, "job": snapshot(5), "history_from": 0}),
+                  *[("snapshot", snapshot(seq)) for seq in (1, 0, 3, 2, 4)],
+                  ("snapshot", snapshot(6, "SUCCESS")))
+    assert seqs == [0, 1, 2, 3, 4, 5, 6]
+    assert follower.subscribed == [-1]
+
+
+def test_seqs_older_than_the_servers_history_are_skipped_and_the_rest_waited_for():
+    follower = RecordingFollower()
+    seqs = follow(follower, ("connect", None),
+                  ("ack", {"ok": True, "job": snapshot(1500), "history_from": 1200}),
+                  *[("snapshot", snapshot(seq)) for seq in range(1499, 1199, -1)],
+                  ("snapshot", snapshot(1501, "SUCCESS")))
+    assert seqs == list(range(1200, 1502))
+
+
+def test_an_unavailable_answer_is_retried_not_fatal():
+    answered = [("ack", {"ok": True, "job": snapshot(2, "SUCCESS"), "history_from": 0}),
+                ("snapshot", snapshot(0)), ("snapshot", snapshot(1))]
+    follower = RecordingFollower(answers=[answered])
+    unavailable = {"ok": False, "error": {"code": "unavailable", "message": "try again shortly"}}
+    seqs = follow(follower, ("connect", None), ("ack", unavailable))
+    assert seqs == [0, 1, 2]
+    assert follower.subscribed == [-1, -1]  # the retry came from its timer
+
+
+def test_an_unknown_job_is_an_error():
+    follower = RecordingFollower()
+    follower.inbox.put(("ack", {"ok": False, "error": {"code": "not_found", "message": "no job"}}))
+    with pytest.raises(CliError, match="no job"):
+        list(follower.snapshots())
