@@ -34,7 +34,17 @@ def record(store, emitter, job_id, **changes):
     step; otherwise ``emitter`` (a Flask-SocketIO object, or a function that returns one) does.
     Raises what ``JobStore.update`` raises, before anything is published.
     """
-    snapshot = store.update(job_id, **changes)
-    if not store.publishes:
+    return _published(store, emitter, store.update(job_id, **changes))
+
+
+def cancel(store, emitter, job_id, **changes):
+    """Ask a job to stop: one that has not started is revoked at once with ``changes`` and
+    published (its snapshot is returned); a running one is flagged and stops at its next step
+    (None is returned). Raises what ``JobStore.cancel`` raises."""
+    return _published(store, emitter, store.cancel(job_id, **changes))
+
+
+def _published(store, emitter, snapshot):
+    if snapshot is not None and not store.publishes:
         publish(emitter if hasattr(emitter, "emit") else emitter(), snapshot)
     return snapshot

@@ -9,6 +9,7 @@ Redis's ``TIME``, so hosts with skewed clocks still agree on liveness, leases an
 """
 
 import json
+import os
 import uuid
 
 import redis
@@ -30,132 +31,17 @@ MAX_CONNECTIONS = 50  # per process; more commands than this at once queue for a
 POOL_TIMEOUT = 5  # seconds to wait for a free connection before failing like an outage
 PATIENCE = 20  # retries of a patient client: about half a minute of Redis being away
 
-# Shared by the scripts: Redis's clock, and the public snapshot built from the stored JSON values
-# (each field is stored as JSON text, so the snapshot is their concatenation).
-_PRELUDE = """
-local FIELDS = {%s}
-local FINAL = {SUCCESS=true, FAILURE=true, REVOKED=true, LOST=true}
-local function now()
-  local t = redis.call('TIME')
-  return t[1] .. '.' .. string.format('%%06d', t[2])
-end
-local function snapshot_json(key)
-  local values = redis.call('HMGET', key, unpack(FIELDS))
-  local state, current, total = cjson.decode(values[4]), tonumber(values[5]), tonumber(values[6])
-  local percent = '0.0'
-  if state == 'SUCCESS' then percent = '100.0'
-  elseif total and total > 0 then percent = string.format('%%.1f', math.min(100, 100 * (current or 0) / total)) end
-  local parts = {}
-  for i, name in ipairs(FIELDS) do
-    local value = values[i]
-    if name == 'percent' then value = percent end
-    parts[i] = '"' .. name .. '":' .. (value or 'null')
-  end
-  return '{' .. table.concat(parts, ',') .. '}', state, values[1]
-end
-""" % ", ".join(f"'{name}'" for name in SNAPSHOT_FIELDS)
+SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 
-# KEYS: job hash, history stream. ARGV: ttl, then field/value pairs (values JSON-encoded).
-_CREATE = _PRELUDE + """
-local t = now()
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[1], 'created_at', t, 'updated_at', t)
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], '1-0', 'snapshot', (snapshot_json(KEYS[1])))
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return t
-"""
 
-# KEYS: job hash, history stream, running-job sorted set (scored by Redis time of the last sign
-# of life). ARGV: token, history length, finished ttl, unfinished ttl, allowed states ("" = any
-# unfinished), stale_for ("" = no liveness condition), pub/sub channel ("" = do not publish),
-# namespace, progress and finished event names, then field/value pairs (values JSON-encoded).
-# Returns {"ok", snapshot JSON} (also for a retry of a change already made), {"refused", state}
-# or {"missing"}.
-_UPDATE = _PRELUDE + """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing'} end
-if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return {'ok', (snapshot_json(KEYS[1]))} end
-state = cjson.decode(state)
-if FINAL[state] then return {'refused', state} end
-if ARGV[5] ~= '' and not string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then
-  return {'refused', state}
-end
-local t = now()
-if ARGV[6] ~= '' then
-  local alive = redis.call('ZSCORE', KEYS[3], KEYS[1])
-  if alive and tonumber(alive) >= tonumber(t) - tonumber(ARGV[6]) then return {'refused', state} end
-end
-redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local new_state = state
-for i = 11, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  if ARGV[i] == 'state' then new_state = cjson.decode(ARGV[i + 1]) end
-end
-redis.call('HSET', KEYS[1], 'updated_at', t, 'token', ARGV[1])
-local ttl = ARGV[4]
-if FINAL[new_state] then
-  redis.call('HSET', KEYS[1], 'finished_at', t)
-  redis.call('ZREM', KEYS[3], KEYS[1])
-  ttl = ARGV[3]
-elseif new_state == 'STARTED' or new_state == 'PROGRESS' then
-  redis.call('ZADD', KEYS[3], t, KEYS[1])
-end
-redis.call('EXPIRE', KEYS[1], ttl)
-local snapshot, _, job_id = snapshot_json(KEYS[1])
-local seq = redis.call('HGET', KEYS[1], 'seq')
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], (seq + 1) .. '-0', 'snapshot', snapshot)
-redis.call('EXPIRE', KEYS[2], ttl)
-if ARGV[7] ~= '' then
-  -- python-socketio's pub/sub message, as a write-only SocketIO(message_queue=...) sends it
-  local event = FINAL[new_state] and ARGV[10] or ARGV[9]
-  local route = ',"namespace":"' .. ARGV[8] .. '","room":' .. job_id .. ',"host_id":"store"'
-  redis.call('PUBLISH', ARGV[7], '{"method":"emit","event":"' .. event .. '","data":[' .. snapshot ..
-             '],"skip_sid":null,"callback":null' .. route .. '}')
-  if FINAL[new_state] then redis.call('PUBLISH', ARGV[7], '{"method":"close_room"' .. route .. '}') end
-end
-return {'ok', snapshot}
-"""
+def _script(name):
+    """A Lua script of the store, with the shared prelude (scripts/prelude.lua) in front."""
+    def read(filename):
+        with open(os.path.join(SCRIPTS, filename), encoding="utf-8") as f:
+            return f.read()
 
-# KEYS: job hash, history stream, running set. ARGV: unfinished ttl.
-# A sign of life from a running job: its liveness score and its keys' lifetime are renewed.
-# Returns whether someone asked to cancel it (nil when the job is no longer running).
-_TOUCH = _PRELUDE + """
-if not redis.call('ZSCORE', KEYS[3], KEYS[1]) then return nil end
-redis.call('ZADD', KEYS[3], 'XX', now(), KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-return redis.call('HGET', KEYS[1], 'cancel_requested')
-"""
-
-# KEYS: running set. ARGV: seconds without a sign of life, how many at most.
-# Entries whose job hash is gone (expired, evicted) are removed on the way.
-_STALLED = _PRELUDE + """
-local found, limit = {}, tonumber(ARGV[2])
-local before = tonumber(now()) - tonumber(ARGV[1])
-while #found < limit do
-  local batch = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before, 'LIMIT', #found, limit - #found)
-  if #batch == 0 then break end
-  for _, key in ipairs(batch) do
-    if redis.call('EXISTS', key) == 1 then table.insert(found, key)
-    else redis.call('ZREM', KEYS[1], key) end
-  end
-end
-return found
-"""
-
-# KEYS: job hash. Returns {"missing"}, {"final", state}, {"pending"} or {"running"}.
-_REQUEST_CANCEL = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing'} end
-state = cjson.decode(state)
-if state == 'SUCCESS' or state == 'FAILURE' or state == 'REVOKED' or state == 'LOST' then
-  return {'final', state}
-end
-redis.call('HSET', KEYS[1], 'cancel_requested', 'true')
-if state == 'PENDING' then return {'pending'} end
-return {'running'}
-"""
+    fields = ", ".join(f"'{name}'" for name in SNAPSHOT_FIELDS)
+    return read("prelude.lua").replace("FIELDS_FROM_PYTHON", fields) + read(f"{name}.lua")
 
 
 class JobNotFound(LookupError):
@@ -226,11 +112,8 @@ class JobStore:
         self.history_length = history_length
         self.finished_ttl = int(finished_ttl)
         self.channel, self.namespace = channel, namespace
-        self._create = client.register_script(_CREATE)
-        self._update = client.register_script(_UPDATE)
-        self._touch = client.register_script(_TOUCH)
-        self._stalled = client.register_script(_STALLED)
-        self._request_cancel = client.register_script(_REQUEST_CANCEL)
+        for name in ("create", "update", "cancel", "touch", "stalled"):
+            setattr(self, f"_{name}", client.register_script(_script(name)))
 
     @classmethod
     def from_settings(cls, settings, *, patient=False):
@@ -291,27 +174,29 @@ class JobStore:
         ``only_from`` restricts the states the job may be in; ``stale_for`` requires that the job
         showed no sign of life for that many seconds. Raises JobRefused or JobNotFound.
         """
+        return self._changed(job_id, self._update, only_from, stale_for, changes)
+
+    def cancel(self, job_id, **changes):
+        """Ask a job to stop. One that has not started is revoked at once with ``changes``: returns
+        its new snapshot. A running one is flagged (its worker stops at its next step): returns
+        None. Raises JobRefused when the job is already final, JobNotFound when unknown."""
+        return self._changed(job_id, self._cancel, (PENDING,), None, {"state": REVOKED, **changes})
+
+    def _changed(self, job_id, script, only_from, stale_for, changes):
+        """Run a script that may make a change (``change`` in scripts/prelude.lua)."""
+        # A fresh token per call: a retry of this same call after a lost reply is recognised.
         args = [uuid.uuid4().hex, self.history_length, self.finished_ttl, UNFINISHED_TTL,
                 ",".join(only_from), "" if stale_for is None else repr(float(stale_for)),
                 self.channel or "", self.namespace, events.PROGRESS, events.FINISHED]
         for name, value in changes.items():
             args += [name, json.dumps(value)]
-        reply = self._update(keys=[*self._job_keys(job_id), self._running_key], args=args)
+        reply = script(keys=[*self._job_keys(job_id), self._running_key], args=args)
         status = reply[0]
         if status == "missing":
             raise JobNotFound(job_id)
-        if status == "refused":
+        if status in ("refused", "final"):
             raise JobRefused(reply[1])
-        return json.loads(reply[1])
-
-    def request_cancel(self, job_id):
-        """Flag a job for cancellation; returns 'pending' or 'running'. Raises JobRefused if final."""
-        reply = self._request_cancel(keys=self._job_keys(job_id)[:1])
-        if reply[0] == "missing":
-            raise JobNotFound(job_id)
-        if reply[0] == "final":
-            raise JobRefused(reply[1])
-        return reply[0]
+        return json.loads(reply[1]) if status == "ok" else None
 
     def touch(self, job_id):
         """Record a sign of life from a running job; returns True if a cancel was requested."""

@@ -63,7 +63,7 @@ def test_a_cancel_that_arrives_during_the_last_step_lets_the_finished_work_win(s
     def body(reporter):
         for step in reporter.steps(3):
             if step == 3:
-                store.request_cancel(job_id)
+                store.cancel(job_id)
                 wait_for(reporter.cancelled.is_set, 3 * KEEPALIVE_INTERVAL,
                          message="the worker to notice the cancel")
         return {"done": 3}
@@ -77,7 +77,7 @@ def test_a_cancel_that_arrives_with_work_left_ends_the_job_revoked_for_celery_to
     def body(reporter):
         for step in reporter.steps(5):
             if step == 2:
-                store.request_cancel(job_id)
+                store.cancel(job_id)
                 wait_for(reporter.cancelled.is_set, 3 * KEEPALIVE_INTERVAL, message="the cancel")
         return {"done": 5}
 

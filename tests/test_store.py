@@ -56,17 +56,19 @@ def test_unknown_jobs_are_not_found(store):
         store.update("6f1d3b4e-8a1c-4a5e-9d3f-2b7c1e0a9f11", state=STARTED)
 
 
-def test_cancel_request_says_whether_the_job_had_started(store):
+def test_cancel_revokes_a_queued_job_at_once_and_flags_a_running_one(store):
     queued = store.create("sleep", {})["job_id"]
     running = store.create("sleep", {})["job_id"]
     store.update(running, state=STARTED)
     done = store.create("sleep", {})["job_id"]
     store.update(done, state=FAILURE, error="boom")
-    assert store.request_cancel(queued) == "pending"
-    assert store.request_cancel(running) == "running"
+    revoked = store.cancel(queued, message="cancelled before it started")
+    assert (revoked["state"], revoked["seq"]) == (REVOKED, 1)
+    assert store.cancel(running) is None
     assert store.get_field(running, "cancel_requested") is True
+    assert store.get(running)["state"] == STARTED
     with pytest.raises(JobRefused):
-        store.request_cancel(done)
+        store.cancel(done)
 
 
 def test_running_jobs_without_sign_of_life_are_reported_stalled(store):
@@ -188,5 +190,5 @@ def test_a_running_job_keeps_its_keys_alive_while_it_shows_life(store):
     assert store.touch(job_id) is False
     for key in (f"notifier:job:{job_id}", f"notifier:history:{job_id}"):
         assert store.redis.ttl(key) > 30
-    store.request_cancel(job_id)
+    store.cancel(job_id)
     assert store.touch(job_id) is True

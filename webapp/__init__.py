@@ -16,7 +16,7 @@ from notifier.settings import Settings
 from notifier.store import JobStore
 from tasks import KINDS
 
-from . import api, metrics, pages, relay
+from . import api, listeners, metrics, pages
 from .extensions import csrf, limiter, socketio
 from .heartbeat import start_background_loops
 from .namespace import JobsNamespace
@@ -65,7 +65,7 @@ def create_app(settings=None, *, background_loops=True):
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
 
-    manager = relay.relay_manager(settings.message_queue, app.extensions["notifier.store"])
+    manager = listeners.relay_manager(settings.message_queue, app.extensions["notifier.store"])
     socketio.init_app(
         app,
         async_mode=settings.async_mode,
@@ -91,18 +91,22 @@ def create_app(settings=None, *, background_loops=True):
 
     @app.get("/static/vendor/socket.io.min.js")
     def socketio_client():
+        """The official socket.io client from its npm package, served from this origin (the CSP allows no other)."""
         return send_from_directory(SOCKETIO_CLIENT_DIR, "socket.io.min.js", max_age=3600)
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
+        """Scripts get JSON errors under /api/, people get the HTML page."""
         return api.http_error_as_json(exc) if request.path.startswith("/api/") else exc
 
     @app.context_processor
     def page_settings():
+        """What the pages' JavaScript needs to know, e.g. when to call the connection stale."""
         return {"heartbeat_interval": settings.heartbeat_interval}
 
     @app.after_request
     def security_headers(response):
+        """Every answer forbids framing, sniffing and outside resources."""
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response

@@ -9,8 +9,8 @@ from notifier.params import ParamsInvalid
 from notifier.store import JobNotFound, JobRefused, is_job_id
 from tasks import KINDS
 
-from .jobs import BrokerUnavailable, UnknownKind, cancel_job, store, submit_job
-from .pages import submit_rate_limit
+from .extensions import get_store, submit_rate_limit
+from .jobs import BrokerUnavailable, UnknownKind, cancel_job, submit_job
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -25,7 +25,7 @@ def _job_or_404(job_id):
     if not is_job_id(job_id):
         return None
     try:
-        return store().get(job_id)
+        return get_store().get(job_id)
     except JobNotFound:
         return None
 
@@ -33,6 +33,7 @@ def _job_or_404(job_id):
 @bp.post("/jobs")
 @submit_rate_limit
 def submit():
+    """Validate and enqueue a job for a script; nothing is kept or enqueued unless all of it is valid."""
     if not request.is_json:
         return error(415, "unsupported_media_type", "send the job as application/json")
     body = request.get_json(silent=True)
@@ -63,6 +64,7 @@ def kinds():
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id):
+    """The job's current snapshot: what a script polls, or reads once after being told of a change."""
     snapshot = _job_or_404(job_id)
     if snapshot is None:
         return error(404, "not_found", f"no job with id {job_id[:64]}")
@@ -71,6 +73,7 @@ def get_job(job_id):
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id):
+    """Ask a job to stop; the id is the capability, so no cookie or token is needed."""
     if not is_job_id(job_id):
         return error(404, "not_found", f"no job with id {job_id[:64]}")
     try:
@@ -83,6 +86,7 @@ def cancel(job_id):
 
 @bp.errorhandler(redis.RedisError)
 def redis_down(exc):
+    """An outage of the job store is a 503 a script can retry, never a 500."""
     return error(503, "unavailable", "job storage is unavailable, try again shortly")
 
 

@@ -9,8 +9,6 @@ over a job.
 """
 
 import logging
-import os
-import socket
 import time
 
 import redis
@@ -18,10 +16,9 @@ import redis
 from notifier import events
 from notifier.store import LOST, RUNNING_STATES, JobNotFound, JobRefused
 
-from .extensions import socketio
+from .extensions import SERVER_ID, socketio
 
 log = logging.getLogger(__name__)
-SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def stall_check_interval(stall_timeout):

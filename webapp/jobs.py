@@ -2,13 +2,10 @@
 
 import logging
 
-from flask import current_app
-
 from notifier import events
-from notifier.store import PENDING, REVOKED, JobRefused
 from tasks import KINDS
 
-from .extensions import socketio
+from .extensions import get_store, socketio
 from .metrics import JOBS_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -22,11 +19,6 @@ class BrokerUnavailable(RuntimeError):
     """The job could not be handed to the workers; nothing was kept."""
 
 
-def store():
-    """The job store of the current app."""
-    return current_app.extensions["notifier.store"]
-
-
 def submit_job(kind, params):
     """Validate, record and enqueue a job; returns its first snapshot.
 
@@ -38,13 +30,13 @@ def submit_job(kind, params):
     if job_kind is None:
         raise UnknownKind(kind)
     params = job_kind.clean(params)
-    snapshot = store().create(kind, params)
+    snapshot = get_store().create(kind, params)
     job_id = snapshot["job_id"]
     try:
         job_kind.task.apply_async(args=(job_id, params), task_id=job_id)
     except Exception as exc:
         log.error("could not enqueue job %s: %s", job_id, exc)
-        store().delete(job_id)
+        get_store().delete(job_id)
         raise BrokerUnavailable("the job queue is unavailable, try again shortly") from exc
     JOBS_SUBMITTED.labels(kind=kind).inc()
     return snapshot
@@ -56,10 +48,5 @@ def cancel_job(job_id):
 
     Returns the snapshot; raises JobNotFound, or JobRefused when the job is already final.
     """
-    if store().request_cancel(job_id) == PENDING.lower():
-        try:
-            return events.record(store(), socketio, job_id, only_from=(PENDING,), state=REVOKED,
-                                 message="cancelled before it started")
-        except JobRefused:
-            pass  # a worker picked it up meanwhile: it sees the request at its next step
-    return store().get(job_id)
+    revoked = events.cancel(get_store(), socketio, job_id, message="cancelled before it started")
+    return revoked or get_store().get(job_id)

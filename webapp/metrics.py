@@ -30,4 +30,5 @@ def init_app(app, manager, kinds):
 
     @app.get("/metrics")
     def metrics():
+        """Prometheus text, for whoever watches this process."""
         return generate_latest(REGISTRY), 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -3,27 +3,18 @@
 import logging
 
 import redis
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from notifier.params import ParamsInvalid
 from notifier.store import JobNotFound, is_job_id
 from tasks import KINDS
 
-from .extensions import limiter
+from .extensions import SERVER_ID, get_store, submit_rate_limit
 from .forms import SubmitForm, params_forms
-from .heartbeat import SERVER_ID
-from .jobs import BrokerUnavailable, store, submit_job
+from .jobs import BrokerUnavailable, submit_job
 
 bp = Blueprint("pages", __name__)
 log = logging.getLogger(__name__)
-
-
-def submit_limit():
-    return current_app.extensions["notifier.settings"].submit_rate_limit
-
-
-# Form and API submissions from one address count against the same limit.
-submit_rate_limit = limiter.shared_limit(submit_limit, scope="submit")
 
 
 def _transport():
@@ -39,12 +30,14 @@ def _index(form, forms, status=200, problem=None):
 
 @bp.get("/")
 def index():
+    """The submit form and this browser's recent jobs: the page people start from."""
     return _index(SubmitForm(), params_forms())
 
 
 @bp.post("/jobs")
 @submit_rate_limit
 def submit():
+    """The form's submission: a 303 to the job page, or the form again with errors beside the fields."""
     form, forms = SubmitForm(), params_forms(request.form)
     kind_ok = form.validate()
     params_form = forms.get(form.kind.data)
@@ -65,10 +58,11 @@ def submit():
 
 @bp.get("/jobs/<job_id>")
 def job_page(job_id):
+    """The live job page, rendered with the current snapshot so it shows something before the socket connects."""
     if not is_job_id(job_id):
         abort(404)
     try:
-        snapshot = store().get(job_id)
+        snapshot = get_store().get(job_id)
     except JobNotFound:
         abort(404)
     except redis.RedisError:
@@ -78,8 +72,9 @@ def job_page(job_id):
 
 @bp.get("/healthz")
 def healthz():
+    """Whether this process can reach the job store: for load balancers and probes."""
     try:
-        store().ping()
+        get_store().ping()
     except redis.RedisError as exc:
         log.warning("health check: Redis is unreachable (%s)", exc)
         # Names what is down, never its address or credentials.

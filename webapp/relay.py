@@ -1,32 +1,24 @@
 """The subscribe protocol: how job events reach this process's clients, counted, in ``seq`` order,
-each once, and whole across message-queue outages.
+each once.
 
 ``join_with_replay`` is the one way a client joins a job room: it joins before reading the job
 (so nothing published meanwhile is missed), holds that client's live events while its missed ones
-go out, then lets through only live events newer than what the client has. After an outage of the
-message queue (Redis or RabbitMQ), the listener comes back within about a second and replays from
-the job store what each job room here missed since the last event it relayed.
+go out, then lets through only live events newer than what the client has. What the relay keeps
+per room and per client is dropped as soon as the room closes or the client leaves it.
 
-python-socketio internals this module overrides (read from python-socketio 5.18, which
-pyproject.toml pins; ``tests/test_relay.py`` fails if one of them changes shape):
+python-socketio internals overridden here and in ``listeners.py`` (read from python-socketio
+5.18, which pyproject.toml pins; ``tests/test_relay.py`` fails if one of them changes shape):
 ``PubSubManager._handle_emit``, ``BaseManager.basic_leave_room``, ``BaseManager.basic_close_room``,
-``RedisManager._redis_listen_with_retries`` (python-socketio's backs off up to a minute and never
-replays) and ``KombuManager._listen`` (likewise).
+``RedisManager._redis_listen_with_retries`` and ``KombuManager._listen``.
 """
 
-import logging
 import threading
-import time
 from dataclasses import dataclass, field
-
-import socketio as python_socketio
 
 from notifier.events import FINISHED, NAMESPACE, PROGRESS, event_for
 
 from .metrics import EVENTS_RELAYED
 
-log = logging.getLogger(__name__)
-RETRY_INTERVAL = 1.0
 OVERRIDDEN = ("_handle_emit", "basic_leave_room", "basic_close_room")
 
 
@@ -45,8 +37,8 @@ class _Room:
 
 
 class OrderedRelay:
-    """Mixin for a python-socketio pub/sub manager: counts job events, gives a subscriber that
-    replays each seq once, in order, and replays to its rooms what an outage kept from them."""
+    """Mixin for a python-socketio pub/sub manager: counts job events, and gives a subscriber that
+    replays each seq once, in order."""
 
     def __init__(self, *args, store, **kwargs):
         super().__init__(*args, **kwargs)
@@ -146,84 +138,20 @@ class OrderedRelay:
             with self._gate:
                 self._rooms.pop(room, None)
 
-    # ---- introspection and outages --------------------------------------------------------------
+    # ---- introspection ----------------------------------------------------------------------------
 
     def job_rooms(self):
         """The job rooms open in /jobs on this process (not the per-client rooms)."""
         rooms = list(self.rooms.get(NAMESPACE, {}))
         return [room for room in rooms if room is not None and not self.is_sid_room(NAMESPACE, room)]
 
+    def last_relayed(self, room):
+        """The seq of the last event passed on to ``room`` here (-1: none yet)."""
+        with self._gate:
+            state = self._rooms.get(room)
+            return state.relayed if state else -1
+
     def tracked(self):
         """How many rooms and clients this relay keeps state for (zero when nobody watches)."""
         with self._gate:
             return sum(1 + len(state.held) + len(state.floors) for state in self._rooms.values())
-
-    def resync(self):
-        """Send each job room here the events published while this process was not listening."""
-        replayed, rooms = 0, self.job_rooms()
-        for room in rooms:
-            with self._gate:
-                state = self._rooms.get(room)
-                after = state.relayed if state else -1
-            for snapshot in self.store.history(room, after):
-                # The same path as a message from the queue: counted, ordered, tracked above.
-                self._handle_emit({"method": "emit", "event": event_for(snapshot), "data": [snapshot],
-                                   "namespace": NAMESPACE, "room": room, "host_id": self.host_id})
-                replayed += 1
-                if snapshot["finished_at"] is not None:
-                    self._handle_close_room({"room": room, "namespace": NAMESPACE})
-                    break
-        log.warning("message queue back: replayed %d events to %d job rooms", replayed, len(rooms))
-
-    def _listening(self, connect, listen):
-        """Listen for good: reconnect every RETRY_INTERVAL, then resync what was missed."""
-        lost = False
-        while True:
-            try:
-                connect()
-                if lost:
-                    self.resync()
-                yield from listen()
-            except Exception as exc:
-                log.warning("message queue unreachable (%s); retrying in %g s", exc, RETRY_INTERVAL)
-            lost = True
-            time.sleep(RETRY_INTERVAL)
-
-
-class ResyncingRedisManager(OrderedRelay, python_socketio.RedisManager):
-    """The Redis client manager, made an OrderedRelay."""
-
-    def _redis_listen_with_retries(self):
-        def connect():
-            self._redis_connect()
-            self.pubsub.subscribe(self.channel)
-
-        return self._listening(connect, lambda: self.pubsub.listen())
-
-
-class ResyncingKombuManager(OrderedRelay, python_socketio.KombuManager):
-    """The manager for RabbitMQ (or any other Kombu transport), made an OrderedRelay."""
-
-    def _listen(self):
-        reader_queue, current = self._queue(), {}
-
-        def connect():
-            if current:  # the connection of the previous try
-                current["connection"].release()
-            current["connection"] = self._connection()
-            current["queue"] = current["connection"].SimpleQueue(reader_queue)
-
-        def listen():
-            while True:
-                message = current["queue"].get(block=True)
-                message.ack()
-                yield message.payload
-
-        return self._listening(connect, listen)
-
-
-def relay_manager(url, store, channel="flask-socketio"):
-    """The client manager Flask-SocketIO would pick for ``url`` (same channel), made an
-    OrderedRelay: Redis, or Kombu for ``amqp://`` and the rest."""
-    manager = ResyncingRedisManager if url.startswith(("redis://", "rediss://")) else ResyncingKombuManager
-    return manager(url, channel=channel, store=store)
