@@ -12,8 +12,7 @@ import tempfile
 
 import pytest
 
-from support import (REDIS_DB_STACK, free_port, process_env, start_redis, start_web,
-                     start_worker)
+from processes import REDIS_DB_STACK, free_port, process_env, start_redis, start_web, start_worker
 
 REDIS_PORT = free_port()
 REDIS_BASE = f"redis://127.0.0.1:{REDIS_PORT}"
@@ -108,7 +107,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="module")
 def web_server(request):
-    """How gunicorn serves the web process (see support.WEB_SERVERS): eventlet unless marked."""
+    """How gunicorn serves the web process (see processes.WEB_SERVERS): eventlet unless marked."""
     return getattr(request, "param", "eventlet")
 
 

@@ -24,26 +24,40 @@ def test_submit_answers_202_with_the_snapshot_and_its_location(client, queued):
     assert client.get(f"/api/jobs/{job['job_id']}").get_json() == job
 
 
-@pytest.mark.parametrize("body, field", [
+# Every bad body the API must refuse, naming the field: the one table of them.
+BAD_BODIES = [
     ({"kind": "nope", "params": {}}, "kind"),
+    ({"kind": ["sleep"], "params": {}}, "kind"),
     ({"params": {}}, "kind"),
     ({"kind": "sleep", "params": {"steps": 0}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": 10001}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": 2.5}}, "params.steps"),
     ({"kind": "sleep", "params": {"steps": "ten"}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": "10"}}, "params.steps"),
+    ({"kind": "sleep", "params": {"steps": True}}, "params.steps"),
     ({"kind": "sleep", "params": {"interval": 61}}, "params.interval"),
+    ({"kind": "sleep", "params": {"interval": -1}}, "params.interval"),
     ({"kind": "sleep", "params": {"steps": 5, "fail_at": 6}}, "params.fail_at"),
     ({"kind": "sleep", "params": {"color": "red"}}, "params.color"),
+    ({"kind": "sleep", "params": {"shell": "rm -rf /"}}, "params.shell"),
     ({"kind": "sleep", "params": [1]}, "params"),
+    ({"kind": "sleep", "params": []}, "params"),
     ({"kind": "primes", "params": {}}, "params.limit"),
     ({"kind": "primes", "params": {"limit": 100_000_001}}, "params.limit"),
+    ({"kind": "primes", "params": {"limit": 10**9}}, "params.limit"),
     ({"kind": "sleep", "params": {}, "priority": 1}, "priority"),
-])
-def test_bad_input_is_a_400_naming_the_field_and_enqueues_nothing(client, queued, body, field):
+]
+
+
+@pytest.mark.parametrize("body, field", BAD_BODIES)
+def test_bad_input_is_a_400_naming_the_field_and_keeps_and_enqueues_nothing(client, store, queued,
+                                                                           body, field):
     response = client.post("/api/jobs", json=body)
-    assert response.status_code == 400
+    assert response.status_code == 400, response.get_json()
     error = response.get_json()["error"]
     assert error["code"] == "invalid"
     assert field in error["fields"] and error["message"].startswith(field)
-    assert queued() == 0
+    assert queued() == 0 and store.redis.keys("notifier:job:*") == []
 
 
 def test_a_body_that_is_not_a_json_object_is_a_400(client, queued):

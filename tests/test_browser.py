@@ -5,7 +5,8 @@ import signal
 
 import pytest
 from playwright.sync_api import expect
-from support import api_job, free_port, submit, wait_for
+from clients import api_job, submit
+from processes import free_port, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 import requests
-from support import ROOT, api_job, free_port, submit, wait_for
+from clients import api_job, submit
+from processes import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,9 @@ import pytest
 import requests
 import socketio
 from requests.adapters import HTTPAdapter
-from support import (NAMESPACE, ROOT, Process, ReplayingWatcher, Watcher, free_port, in_seq_order, metric,
-                     process_env, start_redis, start_web, start_worker, submit, wait_for)
+from clients import ReplayingWatcher, Watcher, in_seq_order, metric, submit
+from processes import (NAMESPACE, ROOT, Process, free_port, process_env, start_redis, start_web,
+                       start_worker, wait_for)
 
 from deploy.nginx_config import LOAD_BALANCED, SINGLE, nginx_command, write_config
 
@@ -121,7 +122,7 @@ def session_from(address):
 
 
 def connect(watcher, headers=None):
-    """Connect a support.Watcher, with extra HTTP headers on its handshake."""
+    """Connect a clients.Watcher, with extra HTTP headers on its handshake."""
     watcher.sio.connect(watcher.url, namespaces=[NAMESPACE], transports=watcher.transports,
                         headers=headers or {}, wait_timeout=10)
     return watcher

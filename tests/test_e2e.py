@@ -5,7 +5,8 @@ the web process, once with its gevent worker."""
 import pytest
 import requests
 
-from support import REDIS_DB_STACK, Watcher, metric, process_env, submit, wait_for
+from clients import Watcher, metric, submit
+from processes import process_env, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
 

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from support import (ReplayingWatcher, Watcher, api_job, children, free_port, in_seq_order,
-                     kill_transport, metric, process_env, submit, wait_for)
+from clients import ReplayingWatcher, Watcher, api_job, in_seq_order, kill_transport, metric, submit
+from processes import children, free_port, process_env, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
 

@@ -10,8 +10,8 @@ import requests
 import socketio
 import websocket
 
-from support import (Watcher, children, free_port, in_seq_order, metric, process_env, rss_bytes,
-                     submit, wait_for)
+from clients import Watcher, in_seq_order, metric, submit
+from processes import children, free_port, process_env, rss_bytes, wait_for
 
 FUZZ_ID = str(uuid.uuid4())
 MALFORMED = [
@@ -129,31 +129,7 @@ def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, lo
         victim.close()
 
 
-# ---- params: only the declared ones, each bounded; unknown kinds rejected -------------------------
-
-@pytest.mark.parametrize("body, field", [
-    ({"kind": "nope", "params": {}}, "kind"),
-    ({"kind": ["sleep"], "params": {}}, "kind"),
-    ({"kind": "sleep", "params": {"steps": 10001}}, "params.steps"),
-    ({"kind": "sleep", "params": {"steps": 0}}, "params.steps"),
-    ({"kind": "sleep", "params": {"steps": 2.5}}, "params.steps"),
-    ({"kind": "sleep", "params": {"steps": "10"}}, "params.steps"),
-    ({"kind": "sleep", "params": {"steps": True}}, "params.steps"),
-    ({"kind": "sleep", "params": {"interval": 61}}, "params.interval"),
-    ({"kind": "sleep", "params": {"interval": -1}}, "params.interval"),
-    ({"kind": "sleep", "params": {"steps": 3, "fail_at": 4}}, "params.fail_at"),
-    ({"kind": "sleep", "params": {"shell": "rm -rf /"}}, "params.shell"),
-    ({"kind": "sleep", "params": []}, "params"),
-    ({"kind": "primes", "params": {"limit": 10**9}}, "params.limit"),
-    ({"kind": "primes", "params": {}}, "params.limit"),
-    ({"kind": "sleep", "params": {}, "priority": 9}, "priority"),
-])
-def test_bad_params_or_kinds_are_refused_and_enqueue_nothing(client, store, body, field):
-    response = client.post("/api/jobs", json=body)
-    assert response.status_code == 400, response.get_json()
-    assert field in response.get_json()["error"]["fields"]
-    assert store.redis.keys("notifier:job:*") == [] and store.redis.llen("celery") == 0
-
+# ---- bodies: only JSON objects of bounded size (bad params: BAD_BODIES in test_api.py) --------------
 
 def test_huge_or_non_object_bodies_are_refused(client, store):
     assert client.post("/api/jobs", data="[1]", content_type="application/json").status_code == 400

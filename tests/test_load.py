@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from support import ROOT
+from processes import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,8 @@ import socket
 
 import pytest
 
-from support import Watcher, process_env, submit
+from clients import Watcher, submit
+from processes import process_env
 
 pytestmark = pytest.mark.e2e
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")

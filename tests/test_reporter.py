@@ -7,7 +7,7 @@ import time
 import pytest
 from celery.exceptions import Ignore
 
-from support import wait_for
+from processes import wait_for
 from tasks.reporter import KEEPALIVE_INTERVAL, ProgressReporter, run_job
 
 

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from support import Watcher, process_env, submit, wait_for
+from clients import Watcher, submit
+from processes import process_env
 
 
 @pytest.fixture
