@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from support import (Watcher, free_port, process_env, start_redis, start_web,  # noqa: E402
-                     start_worker, submit)
+from clients import Watcher, submit  # noqa: E402
+from processes import free_port, process_env, start_redis, start_web, start_worker  # noqa: E402
 
 
 def run(watchers=500, jobs=50, steps=60, interval=0.2, concurrency=10, deadline=300, log_dir=None):

