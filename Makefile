@@ -8,6 +8,7 @@ SOCKETIO_JS := node_modules/socket.io-client/dist/socket.io.min.js
 
 WEB ?= 2
 CLUSTER_DIR := run/cluster
+SERVER ?= eventlet
 
 .PHONY: run cluster test install install-dev chromium bench clean
 
@@ -17,11 +18,13 @@ run: install
 
 # WEB web processes (ports 5000, 5001, ...) behind nginx on 127.0.0.1:8000 (ws.loadbalance.nginx),
 # plus the worker and Redis: deploy/Procfile.cluster, web first so honcho numbers its ports from 5000.
+# SERVER=gevent serves them with gevent (the recommended production server) instead of eventlet.
 cluster: install
 	@test -f .env || cp .env.example .env
 	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { echo "nginx is needed (apt-get install nginx-light)"; exit 1; }
+	@case "$(SERVER)" in eventlet|gevent) ;; *) echo "SERVER must be eventlet or gevent"; exit 1;; esac
 	$(BIN)/python deploy/nginx_config.py --web $(WEB) --first-port 5000 --listen 127.0.0.1:8000 $(CLUSTER_DIR)
-	PATH="$(CURDIR)/$(BIN):$$PATH:/usr/sbin" $(BIN)/honcho -f deploy/Procfile.cluster -d . start -p 5000 -c web=$(WEB)
+	CLUSTER_SERVER=$(SERVER) PATH="$(CURDIR)/$(BIN):$$PATH:/usr/sbin" $(BIN)/honcho -f deploy/Procfile.cluster -d . start -p 5000 -c web=$(WEB)
 
 test: install-dev chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
