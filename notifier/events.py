@@ -27,14 +27,15 @@ def publish(socketio, snapshot):
         socketio.close_room(job_id, namespace=NAMESPACE)
 
 
-def record(store, emitter, job_id, **changes):
-    """Apply ``changes`` to a job as one new event and publish it; returns the new snapshot.
+def record(store, emitter, job_id, *, quiet=False, **changes):
+    """Apply ``changes`` to a job as one new event and publish it; returns the new snapshot
+    (None when ``quiet`` and the store published it: the caller needs nothing back).
 
     When the message queue is the store's own Redis, the store's script publishes in the same
     step; otherwise ``emitter`` (a Flask-SocketIO object, or a function that returns one) does.
     Raises what ``JobStore.update`` raises, before anything is published.
     """
-    return _published(store, emitter, store.update(job_id, **changes))
+    return _published(store, emitter, store.update(job_id, quiet=quiet and store.publishes, **changes))
 
 
 def cancel(store, emitter, job_id, **changes):

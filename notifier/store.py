@@ -34,14 +34,19 @@ PATIENCE = 20  # retries of a patient client: about half a minute of Redis being
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 
 
-def _script(name):
-    """A Lua script of the store, with the shared prelude (scripts/prelude.lua) in front."""
+def _script(name, config, route):
+    """A Lua script of the store, with the shared prelude (scripts/prelude.lua) in front and the
+    store's settings written into it (fewer arguments to send with every call)."""
     def read(filename):
         with open(os.path.join(SCRIPTS, filename), encoding="utf-8") as f:
             return f.read()
 
-    fields = ", ".join(f"'{name}'" for name in SNAPSHOT_FIELDS)
-    return read("prelude.lua").replace("FIELDS_FROM_PYTHON", fields) + read(f"{name}.lua")
+    def lua(values):
+        return ", ".join(json.dumps(value) for value in values)  # JSON literals are Lua literals here
+
+    prelude = (read("prelude.lua").replace("FIELDS_FROM_PYTHON", lua(SNAPSHOT_FIELDS))
+               .replace("CONFIG_FROM_PYTHON", lua(config)).replace("ROUTE_FROM_PYTHON", lua(route)))
+    return prelude + read(f"{name}.lua")
 
 
 class JobNotFound(LookupError):
@@ -109,11 +114,11 @@ class JobStore:
                  channel=None, namespace=events.NAMESPACE):
         self.redis = client
         self.prefix = prefix
-        self.history_length = history_length
-        self.finished_ttl = int(finished_ttl)
-        self.channel, self.namespace = channel, namespace
+        self.channel = channel
+        config = (int(history_length), int(finished_ttl), UNFINISHED_TTL)
+        route = (channel or "", namespace, events.PROGRESS, events.FINISHED)
         for name in ("create", "update", "cancel", "touch", "stalled"):
-            setattr(self, f"_{name}", client.register_script(_script(name)))
+            setattr(self, f"_{name}", client.register_script(_script(name, config, route)))
 
     @classmethod
     def from_settings(cls, settings, *, patient=False):
@@ -141,7 +146,7 @@ class JobStore:
             "current": 0, "total": total, "message": "queued", "result": None, "error": None,
             "seq": 0, "finished_at": None, "cancel_requested": False, "attempts": 0,
         }
-        args = [UNFINISHED_TTL]
+        args = []
         for name, value in raw.items():
             args += [name, json.dumps(value)]
         created = float(self._create(keys=self._job_keys(job_id), args=args))
@@ -168,13 +173,15 @@ class JobStore:
         value = self.redis.hget(self._job_keys(job_id)[0], name)
         return None if value is None else json.loads(value)
 
-    def update(self, job_id, *, only_from=(), stale_for=None, **changes):
+    def update(self, job_id, *, only_from=(), stale_for=None, quiet=False, **changes):
         """Apply changes as one new event (seq + 1) and return the new snapshot.
 
         ``only_from`` restricts the states the job may be in; ``stale_for`` requires that the job
-        showed no sign of life for that many seconds. Raises JobRefused or JobNotFound.
+        showed no sign of life for that many seconds. ``quiet``: the caller needs nothing back
+        (None is returned), e.g. because the store publishes the snapshot itself. Raises
+        JobRefused or JobNotFound.
         """
-        return self._changed(job_id, self._update, only_from, stale_for, changes)
+        return self._changed(job_id, self._update, only_from, stale_for, changes, quiet)
 
     def cancel(self, job_id, **changes):
         """Ask a job to stop. One that has not started is revoked at once with ``changes``: returns
@@ -182,12 +189,11 @@ class JobStore:
         None. Raises JobRefused when the job is already final, JobNotFound when unknown."""
         return self._changed(job_id, self._cancel, (PENDING,), None, {"state": REVOKED, **changes})
 
-    def _changed(self, job_id, script, only_from, stale_for, changes):
+    def _changed(self, job_id, script, only_from, stale_for, changes, quiet=False):
         """Run a script that may make a change (``change`` in scripts/prelude.lua)."""
         # A fresh token per call: a retry of this same call after a lost reply is recognised.
-        args = [uuid.uuid4().hex, self.history_length, self.finished_ttl, UNFINISHED_TTL,
-                ",".join(only_from), "" if stale_for is None else repr(float(stale_for)),
-                self.channel or "", self.namespace, events.PROGRESS, events.FINISHED]
+        args = [uuid.uuid4().hex, ",".join(only_from),
+                "" if stale_for is None else repr(float(stale_for)), "" if quiet else "1"]
         for name, value in changes.items():
             args += [name, json.dumps(value)]
         reply = script(keys=[*self._job_keys(job_id), self._running_key], args=args)
@@ -196,11 +202,11 @@ class JobStore:
             raise JobNotFound(job_id)
         if status in ("refused", "final"):
             raise JobRefused(reply[1])
-        return json.loads(reply[1]) if status == "ok" else None
+        return json.loads(reply[1]) if len(reply) > 1 else None
 
     def touch(self, job_id):
         """Record a sign of life from a running job; returns True if a cancel was requested."""
-        flag = self._touch(keys=[*self._job_keys(job_id), self._running_key], args=[UNFINISHED_TTL])
+        flag = self._touch(keys=[*self._job_keys(job_id), self._running_key])
         return flag == "true"
 
     def history(self, job_id, after_seq=-1):

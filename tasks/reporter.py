@@ -68,7 +68,7 @@ class ProgressReporter:
         """Record and publish one event (the caller holds the lock)."""
         self._last_publish = time.monotonic()  # before the write: its time is not the job's
         self._pending = None
-        return events.record(self.store, self.emitter, self.job_id, **changes)
+        events.record(self.store, self.emitter, self.job_id, quiet=True, **changes)
 
     def _flush(self):
         if self._pending:
@@ -166,7 +166,7 @@ class ProgressReporter:
         self.stop()
         with self._lock:
             self._flush()
-            return self._publish(state=state, result=result, error=error, message=message)
+            self._publish(state=state, result=result, error=error, message=message)
 
 
 def _revoked():

@@ -1,6 +1,7 @@
 """The relay overrides python-socketio internals: fail loudly if one of them changes shape."""
 
 import inspect
+import json
 
 import pytest
 import socketio as python_socketio
@@ -30,3 +31,70 @@ def test_the_overridden_names_are_all_the_methods_the_relay_redefines():
                  and any(hasattr(base, name) for base in BASES.values())}
     named = set(relay.OVERRIDDEN) | {n for names in listeners.OVERRIDDEN.values() for n in names}
     assert redefined == named
+
+
+# ---- the subscribe protocol, with the races forced ------------------------------------------------
+# A real python-socketio Server and the real relay; what would go to a socket is recorded instead,
+# and the message queue is left out (stand-ins for the network, named as such). The events a
+# worker publishes while a client subscribes are delivered from inside ``read``, the moment the
+# race needs them, so every ordering is produced every time.
+
+class LocalRelay(relay.OrderedRelay, python_socketio.PubSubManager):
+    def _publish(self, data):  # no message queue: what this process emits is handled locally
+        pass
+
+
+@pytest.fixture
+def server():
+    server = python_socketio.Server(client_manager=LocalRelay(store=None), async_mode="threading")
+    server.sent = []  # (eio sid, [event, snapshot]) as they would go out
+    server._send_eio_packet = lambda eio_sid, eio_pkt: server.sent.append(
+        (eio_sid, json.loads(eio_pkt.data[eio_pkt.data.index("["):])))
+    return server
+
+
+def connected(server, eio_sid):
+    return server.manager.connect(eio_sid, "/jobs")
+
+
+def job_event(seq, final=False):
+    snapshot = {"job_id": "job", "seq": seq, "finished_at": 1.0 if final else None}
+    return {"method": "emit", "event": "finished" if final else "progress", "data": [snapshot],
+            "namespace": "/jobs", "room": "job", "host_id": "worker"}
+
+
+def received(server, eio_sid):
+    return [(data[0], data[1]["seq"]) for sid, data in server.sent if sid == eio_sid]
+
+
+def test_a_job_that_finishes_while_a_client_subscribes_still_sends_it_finished(server):
+    sid = connected(server, "eio-1")
+    manager = server.manager
+
+    def read(last_seq):
+        manager._handle_emit(job_event(3))
+        manager._handle_emit(job_event(4, final=True))
+        manager._handle_close_room({"room": "job", "namespace": "/jobs"})
+        return {"job_id": "job", "seq": 2, "finished_at": None}, []  # read before the worker's writes
+
+    manager.join_with_replay(sid, "job", 2, read)
+    assert received(server, "eio-1") == [("progress", 3), ("finished", 4)]
+    assert manager.tracked() == 0 and manager.job_rooms() == []
+
+
+def test_live_events_at_or_below_what_a_client_has_are_not_sent_again(server):
+    sid = connected(server, "eio-1")
+    manager = server.manager
+    history = [{"job_id": "job", "seq": seq, "finished_at": None} for seq in (1, 2, 3)]
+
+    def read(last_seq):
+        manager._handle_emit(job_event(3))  # the store is ahead of the queue: 3 is written ...
+        return history[-1], history[last_seq:]
+
+    manager.join_with_replay(sid, "job", 0, read)
+    manager._handle_emit(job_event(3))  # ... and arrives again from the queue afterwards
+    manager._handle_emit(job_event(4))
+    assert received(server, "eio-1") == [("progress", 1), ("progress", 2), ("progress", 3),
+                                         ("progress", 4)]
+    server.manager.disconnect(sid, "/jobs")
+    assert manager.tracked() == 0

@@ -83,8 +83,9 @@ class OrderedRelay:
 
         ``read(last_seq)`` returns ``(snapshot, missed)`` from the job store, ``missed`` being the
         recorded events after ``last_seq`` (none when it is None). Events published meanwhile are
-        held for ``sid`` and sent after the missed ones, each seq once. What ``read`` raises is
-        raised again, with ``sid`` out of the room. A final job leaves ``sid`` out of its room.
+        held for ``sid`` (even if the room closes meanwhile) and sent after the missed ones, each
+        seq once. What ``read`` raises is raised again, with ``sid`` out of the room. A final job
+        leaves ``sid`` out of its room.
         """
         with self._gate:
             self._rooms.setdefault(room, _Room()).held[sid] = []
@@ -92,23 +93,25 @@ class OrderedRelay:
         try:
             snapshot, missed = read(last_seq)
         except BaseException:
+            self._unhold(sid, room)
             self.leave_room(sid, NAMESPACE, room)
             raise
         for past in missed:
             if past["seq"] <= snapshot["seq"]:
                 self._send(sid, past)
         if snapshot["finished_at"] is not None:
+            self._unhold(sid, room)
             self.leave_room(sid, NAMESPACE, room)  # its room is closed, or about to be
             return snapshot
         have = snapshot["seq"]  # what the snapshot (and the replay) covers is not sent again
         while True:
             with self._gate:
-                state = self._rooms.get(room)
-                buffer = state.held.get(sid) if state else None
+                state = self._rooms[room]  # kept while sid is held
+                buffer = state.held[sid]
                 if not buffer:
-                    if state is not None and buffer is not None:
-                        del state.held[sid]
+                    if sid in self.rooms.get(NAMESPACE, {}).get(room, ()):
                         state.floors[sid] = have
+                    self._unhold(sid, room)
                     return snapshot
                 state.held[sid] = []
             for event, held in buffer:  # outside the gate: events arriving now are held
@@ -119,7 +122,21 @@ class OrderedRelay:
     def _send(self, sid, snapshot):
         self.server.emit(event_for(snapshot), snapshot, to=sid, namespace=NAMESPACE, ignore_queue=True)
 
+    def _unhold(self, sid, room):
+        with self._gate:
+            state = self._rooms.get(room)
+            if state is not None:
+                state.held.pop(sid, None)
+                self._forget_if_unused(room, state)
+
+    def _forget_if_unused(self, room, state):
+        """Drop what is kept for a room nobody here is in or waiting for (the caller holds the gate)."""
+        if not state.held and room not in self.rooms.get(NAMESPACE, {}):
+            del self._rooms[room]
+
     # ---- leaving and closing: nothing is kept for a room or a client that is gone ---------------
+    # (a client still being brought up to date keeps its held events: join_with_replay sends
+    # them, the room's `finished` among them, then lets go)
 
     def basic_leave_room(self, sid, namespace, room):
         super().basic_leave_room(sid, namespace, room)
@@ -127,16 +144,17 @@ class OrderedRelay:
             with self._gate:
                 state = self._rooms.get(room)
                 if state is not None:
-                    state.held.pop(sid, None)
                     state.floors.pop(sid, None)
-                    if room not in self.rooms.get(NAMESPACE, {}):
-                        del self._rooms[room]
+                    self._forget_if_unused(room, state)
 
     def basic_close_room(self, room, namespace):
         super().basic_close_room(room, namespace)
         if namespace == NAMESPACE:
             with self._gate:
-                self._rooms.pop(room, None)
+                state = self._rooms.get(room)
+                if state is not None:
+                    state.floors.clear()
+                    self._forget_if_unused(room, state)
 
     # ---- introspection ----------------------------------------------------------------------------
 

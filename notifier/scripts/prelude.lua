@@ -2,6 +2,9 @@
 -- stored JSON values (each field is stored as JSON text, so the snapshot is their concatenation),
 -- and `change`, the one way a job gets a new event.
 local FIELDS = {FIELDS_FROM_PYTHON}
+-- This store's settings, written in by JobStore when it loads the scripts.
+local HISTORY_LENGTH, FINISHED_TTL, UNFINISHED_TTL = CONFIG_FROM_PYTHON
+local CHANNEL, NAMESPACE, PROGRESS_EVENT, FINISHED_EVENT = ROUTE_FROM_PYTHON
 local FINAL = {SUCCESS=true, FAILURE=true, REVOKED=true, LOST=true}
 
 local function now()
@@ -27,51 +30,51 @@ local function snapshot_json(key)
 end
 
 -- KEYS: job hash, history stream, running set (scored by Redis time of the last sign of life).
--- ARGV: token, history length, finished ttl, unfinished ttl, allowed states ("" = any
--- unfinished), stale_for ("" = no liveness condition), pub/sub channel ("" = do not publish),
--- namespace, progress and finished event names, then field/value pairs (values JSON-encoded).
--- Returns {"ok", snapshot JSON} (also for a retry of a change already made), {"refused", state}
--- or {"missing"}.
+-- ARGV: token, allowed states ("" = any unfinished), stale_for ("" = no liveness condition),
+-- reply ("" = answer {"ok"} alone), then field/value pairs (values JSON-encoded).
+-- Publishes the new snapshot on CHANNEL unless it is "". Returns {"ok", snapshot JSON} (also
+-- for a retry of a change already made), {"refused", state} or {"missing"}.
 local function change(KEYS, ARGV)
   local state = redis.call('HGET', KEYS[1], 'state')
   if not state then return {'missing'} end
   if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return {'ok', (snapshot_json(KEYS[1]))} end
   state = cjson.decode(state)
   if FINAL[state] then return {'refused', state} end
-  if ARGV[5] ~= '' and not string.find(',' .. ARGV[5] .. ',', ',' .. state .. ',', 1, true) then
+  if ARGV[2] ~= '' and not string.find(',' .. ARGV[2] .. ',', ',' .. state .. ',', 1, true) then
     return {'refused', state}
   end
   local t = now()
-  if ARGV[6] ~= '' then
+  if ARGV[3] ~= '' then
     local alive = redis.call('ZSCORE', KEYS[3], KEYS[1])
-    if alive and tonumber(alive) >= tonumber(t) - tonumber(ARGV[6]) then return {'refused', state} end
+    if alive and tonumber(alive) >= tonumber(t) - tonumber(ARGV[3]) then return {'refused', state} end
   end
   local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   local new_state = state
-  for i = 11, #ARGV, 2 do
+  for i = 5, #ARGV, 2 do
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
     if ARGV[i] == 'state' then new_state = cjson.decode(ARGV[i + 1]) end
   end
   redis.call('HSET', KEYS[1], 'updated_at', t, 'token', ARGV[1])
-  local ttl = ARGV[4]
+  local ttl = UNFINISHED_TTL
   if FINAL[new_state] then
     redis.call('HSET', KEYS[1], 'finished_at', t)
     redis.call('ZREM', KEYS[3], KEYS[1])
-    ttl = ARGV[3]
+    ttl = FINISHED_TTL
   elseif new_state == 'STARTED' or new_state == 'PROGRESS' then
     redis.call('ZADD', KEYS[3], t, KEYS[1])
   end
   redis.call('EXPIRE', KEYS[1], ttl)
   local snapshot, job_id = snapshot_json(KEYS[1])
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], (seq + 1) .. '-0', 'snapshot', snapshot)
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', HISTORY_LENGTH, (seq + 1) .. '-0', 'snapshot', snapshot)
   redis.call('EXPIRE', KEYS[2], ttl)
-  if ARGV[7] ~= '' then
+  if CHANNEL ~= '' then
     -- python-socketio's pub/sub message, as a write-only SocketIO(message_queue=...) sends it
-    local event = FINAL[new_state] and ARGV[10] or ARGV[9]
-    local route = ',"namespace":"' .. ARGV[8] .. '","room":' .. job_id .. ',"host_id":"store"'
-    redis.call('PUBLISH', ARGV[7], '{"method":"emit","event":"' .. event .. '","data":[' .. snapshot ..
+    local event = FINAL[new_state] and FINISHED_EVENT or PROGRESS_EVENT
+    local route = ',"namespace":"' .. NAMESPACE .. '","room":' .. job_id .. ',"host_id":"store"'
+    redis.call('PUBLISH', CHANNEL, '{"method":"emit","event":"' .. event .. '","data":[' .. snapshot ..
                '],"skip_sid":null,"callback":null' .. route .. '}')
-    if FINAL[new_state] then redis.call('PUBLISH', ARGV[7], '{"method":"close_room"' .. route .. '}') end
+    if FINAL[new_state] then redis.call('PUBLISH', CHANNEL, '{"method":"close_room"' .. route .. '}') end
   end
+  if ARGV[4] == '' then return {'ok'} end
   return {'ok', snapshot}
 end
