@@ -17,7 +17,7 @@ from notifier.store import JobStore
 from tasks import KINDS
 
 from . import api, listeners, metrics, pages
-from .extensions import csrf, limiter, socketio
+from .extensions import csrf, limiter, retry_after, socketio
 from .heartbeat import start_background_loops
 from .namespace import JobsNamespace
 
@@ -96,8 +96,11 @@ def create_app(settings=None, *, background_loops=True):
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
-        """Scripts get JSON errors under /api/, people get the HTML page."""
-        return api.http_error_as_json(exc) if request.path.startswith("/api/") else exc
+        """Scripts get JSON errors under /api/, people get the HTML page; a 429 says when to retry."""
+        response = api.http_error_as_json(exc) if request.path.startswith("/api/") else exc.get_response()
+        if exc.code == 429:
+            response.headers["Retry-After"] = str(retry_after())
+        return response
 
     @app.context_processor
     def page_settings():

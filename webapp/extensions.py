@@ -2,8 +2,10 @@
 and wired to the app in ``create_app``), this app's settings and job store, the submit rate
 limit, and this process's server id."""
 
+import math
 import os
 import socket
+import time
 
 from flask import current_app
 from flask_limiter import Limiter
@@ -16,7 +18,9 @@ SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"  # names this web process in
 socketio = SocketIO()
 csrf = CSRFProtect()
 # Storage and limits are set in create_app; a Redis outage must not turn every page into a 500.
-limiter = Limiter(key_func=get_remote_address, headers_enabled=True, swallow_errors=True)
+# No X-RateLimit-* headers: they cost two more Redis calls on every submission. A refused one
+# still says when to come back (retry_after).
+limiter = Limiter(key_func=get_remote_address, headers_enabled=False, swallow_errors=True)
 
 
 def get_settings():
@@ -31,3 +35,9 @@ def get_store():
 
 # Form and API submissions from one address count against the same limit.
 submit_rate_limit = limiter.shared_limit(lambda: get_settings().submit_rate_limit, scope="submit")
+
+
+def retry_after():
+    """Seconds until the limit this request broke lets it through again (for ``Retry-After``)."""
+    limit = limiter.current_limit
+    return max(1, math.ceil(limit.reset_at - time.time())) if limit else 60
