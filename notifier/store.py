@@ -9,12 +9,11 @@ Redis's ``TIME``, so hosts with skewed clocks still agree on liveness, leases an
 """
 
 import json
-import os
 import uuid
 
 import redis
 
-from . import events
+from . import events, scripts
 
 PENDING, STARTED, PROGRESS = "PENDING", "STARTED", "PROGRESS"
 SUCCESS, FAILURE, REVOKED, LOST = "SUCCESS", "FAILURE", "REVOKED", "LOST"
@@ -30,24 +29,6 @@ UNFINISHED_TTL = 7 * 24 * 3600  # a job nobody runs (or whose worker vanished) i
 MAX_CONNECTIONS = 50  # per process; more commands than this at once queue for a connection
 POOL_TIMEOUT = 5  # seconds to wait for a free connection before failing like an outage
 PATIENCE = 20  # retries of a patient client: about half a minute of Redis being away
-
-SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
-
-
-def _script(name, config, route):
-    """A Lua script of the store, with the shared prelude (scripts/prelude.lua) in front and the
-    store's settings written into it (fewer arguments to send with every call)."""
-    def read(filename):
-        with open(os.path.join(SCRIPTS, filename), encoding="utf-8") as f:
-            return f.read()
-
-    def lua(values):
-        return ", ".join(json.dumps(value) for value in values)  # JSON literals are Lua literals here
-
-    prelude = (read("prelude.lua").replace("FIELDS_FROM_PYTHON", lua(SNAPSHOT_FIELDS))
-               .replace("CONFIG_FROM_PYTHON", lua(config)).replace("ROUTE_FROM_PYTHON", lua(route)))
-    return prelude + read(f"{name}.lua")
-
 
 class JobNotFound(LookupError):
     """No job has that id (or it has expired)."""
@@ -118,7 +99,7 @@ class JobStore:
         config = (int(history_length), int(finished_ttl), UNFINISHED_TTL)
         route = (channel or "", namespace, events.PROGRESS, events.FINISHED)
         for name in ("create", "update", "cancel", "touch", "stalled"):
-            setattr(self, f"_{name}", client.register_script(_script(name, config, route)))
+            setattr(self, f"_{name}", client.register_script(scripts.load(name, SNAPSHOT_FIELDS, config, route)))
 
     @classmethod
     def from_settings(cls, settings, *, patient=False):
