@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOCKETIO_JS := node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: run test install install-dev chromium bench clean
+.PHONY: run test install install-dev install-bench chromium bench clean
 
 run: install
 	@test -f .env || cp .env.example .env
@@ -19,6 +19,8 @@ install: $(VENV)/.installed $(SOCKETIO_JS)
 
 install-dev: $(VENV)/.installed-dev $(SOCKETIO_JS)
 
+install-bench: $(VENV)/.installed-bench $(SOCKETIO_JS)
+
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +32,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.installed
 
 # The official socket.io client, at the version package-lock.json pins (never committed).
@@ -46,8 +52,9 @@ chromium:
 	  else echo "note: browser tests need Debian's chromium (sudo apt-get install chromium)"; fi; \
 	fi
 
-bench: install-dev
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/load.py
+# Every scenario for every contender (about 10 minutes; BENCH_ARGS=--quick: under 3).
+bench: install-bench
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench --json bench/results.json $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules test-artifacts

@@ -1,0 +1,269 @@
+"""The scenarios. Each takes a Rig and a Profile and returns (figures, notes): a figure that could
+not be measured is None and ``notes`` says why.
+
+- single_hop: 1 watcher, 200 events/s: latency from the publisher's timestamp to arrival.
+- fanout: 100 jobs x 10 watchers; the event rate doubles until < 99 % arrive within 2.5 s of the
+  publisher stopping, or p99 >= 500 ms; the figure is the best sustained deliveries/s.
+- flood: the same crowd, reporters called flat out: per value, time until every watcher of its job
+  held it or newer (the notifier's reporters keep their default throttle: that is what it is for).
+- idle: 1k, 5k, 10k websockets on one fresh server: memory each, heartbeat reach, one event to
+  each of 100 rooms.
+- submit (not per contender): POST /api/jobs at concurrency 32 on one eventlet web process.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from . import procs
+from .measure import freshness, percentile, summary
+
+MAX_P99_MS = 500
+MIN_DELIVERED = 0.99
+DRAIN_SECONDS = 2.5
+
+
+@dataclass
+class Profile:
+    quick: bool = False
+    single_hop_rate: int = 200
+    jobs: int = 100
+    watchers_per_job: int = 10
+    heartbeat_interval: float = 3.0
+    single_hop_seconds: float = 10.0
+    fanout_rates: list = field(default_factory=lambda: [100, 200, 400, 800, 1600, 3200, 6400])
+    fanout_seconds: float = 5.0
+    flood_seconds: float = 5.0
+    idle_counts: list = field(default_factory=lambda: [1000, 5000, 10000])
+    submit_seconds: float = 8.0
+
+    @classmethod
+    def pick(cls, quick):
+        if not quick:
+            return cls()
+        return cls(quick=True, heartbeat_interval=2.0, single_hop_seconds=3.0,
+                   fanout_rates=[200, 800, 3200], fanout_seconds=2.0, flood_seconds=2.0,
+                   idle_counts=[500, 2000], submit_seconds=3.0)
+
+
+def _throttle(rig):
+    """The min_interval a flood runs with: the product's default for the notifier, none elsewhere."""
+    if rig.contender.publisher_argv()[-1] != "notifier":
+        return 0.0
+    from notifier.settings import Settings
+
+    return Settings().progress_min_interval
+
+
+def single_hop(rig, profile):
+    [job] = rig.create_jobs(1)
+    joined = rig.connect([job])
+    if not joined["connected"]:
+        return {"single_hop_p99_ms": None}, {"single_hop_p99_ms": f"watcher failed: {joined['errors']}"}
+    sent = rig.publish([job], profile.single_hop_rate, profile.single_hop_seconds, sample_every=0)
+    if rig.pushes:
+        rig.drain(sent.round, sent.sent, DRAIN_SECONDS)
+        latencies = rig.collect().latencies_ms(sent.round)
+    else:
+        time.sleep(1.0)
+        latencies = freshness(sent.samples, rig.collect(timelines=True).timelines)
+    rig.close_watchers()
+    figures = summary([x for x in latencies if x != float("inf")])
+    notes = {}
+    if not rig.pushes:
+        notes["single_hop_p99_ms"] = "polling: time until the watcher held that value or a newer one"
+    return {"single_hop_p99_ms": figures["p99_ms"], "single_hop": {
+        **figures, "sent": sent.sent, "delivered": len(latencies),
+        "rate": round(sent.sent / sent.elapsed, 1),
+        "latencies_ms": sorted(latencies)}}, notes
+
+
+def _crowd(rig, profile):
+    """The fan-out crowd (jobs x watchers), connected once and kept for the flood."""
+    if rig.crowd is None:
+        jobs = rig.create_jobs(profile.jobs)
+        wanted = [jobs[n % len(jobs)] for n in range(profile.jobs * profile.watchers_per_job)]
+        joined = rig.connect(wanted, timeout=60)
+        rig.crowd = (jobs, joined)
+    return rig.crowd
+
+
+def _too_many(rig, n):
+    limit = rig.contender.max_websockets
+    if limit is not None and n > limit:
+        return f"needs {n} websockets: {rig.contender.limit_reason}"
+    return None
+
+
+def fanout(rig, profile):
+    key = "fanout_max_deliveries_per_s"
+    reason = _too_many(rig, profile.jobs * profile.watchers_per_job)
+    if reason:
+        return {key: None}, {key: reason}
+    jobs, joined = _crowd(rig, profile)
+    if joined["failed"]:
+        return {key: None, "fanout": {"connect": joined}}, {
+            key: f"{joined['failed']} watchers failed to connect: {joined['errors']}"}
+    notes, steps, best, lost, duplicated = {}, [], None, 0, 0
+    per_job = profile.watchers_per_job
+    for rate in profile.fanout_rates:
+        sent = rig.publish(jobs, rate, profile.fanout_seconds,
+                           sample_every=0 if not rig.pushes else 1e9)
+        expected = sent.sent * per_job
+        if rig.pushes:
+            rig.drain(sent.round, expected, DRAIN_SECONDS)
+            got = rig.collect()
+            latencies = got.latencies_ms(sent.round)
+        else:
+            time.sleep(DRAIN_SECONDS)
+            got = rig.collect(timelines=True)
+            # collected right after the drain: whatever a watcher held by then counts
+            latencies = [x for x in freshness(sent.samples, got.timelines) if x != float("inf")]
+        lost, duplicated = lost + got.lost, duplicated + got.duplicated
+        delivered = min(len(latencies), expected)
+        stats = summary(latencies)
+        ok = delivered >= MIN_DELIVERED * expected and stats["p99_ms"] is not None \
+            and stats["p99_ms"] < MAX_P99_MS
+        step = {"target_events_per_s": rate, "events_per_s": round(sent.sent / sent.elapsed, 1),
+                "deliveries_per_s": round(delivered / sent.elapsed, 1),
+                "delivered_fraction": round(delivered / expected, 4) if expected else None,
+                **{k: stats[k] for k in ("p50_ms", "p99_ms", "max_ms")}, "ok": ok,
+                "server_cpu_ms_per_event": round(1000 * sent.server_cpu_s / max(1, sent.sent), 3),
+                "publisher_cpu_ms_per_event": round(1000 * sent.publisher_cpu_s / max(1, sent.sent), 3)}
+        steps.append(step)
+        if not ok:
+            break
+        best = step
+        if sent.sent / sent.elapsed < 0.9 * rate:
+            notes[key] = (f"publisher-bound: the publishers reached {step['events_per_s']} "
+                          f"of {rate} events/s asked")
+            break
+    else:
+        notes[key] = f"every step passed; the ramp stops at {profile.fanout_rates[-1]} events/s"
+    if best is None:
+        notes.setdefault(key, f"the first step ({profile.fanout_rates[0]} events/s) already failed")
+    return {key: best["deliveries_per_s"] if best else 0,
+            "fanout": {"connect": joined, "steps": steps, "lost": lost, "duplicated": duplicated}}, notes
+
+
+
+def flood(rig, profile):
+    key = "flood_staleness_p99_ms"
+    reason = _too_many(rig, profile.jobs * profile.watchers_per_job)
+    if reason:
+        return {key: None}, {key: reason}
+    jobs, joined = _crowd(rig, profile)
+    if joined["failed"]:
+        return {key: None}, {key: f"{joined['failed']} watchers failed to connect"}
+    throttle = _throttle(rig)
+    rig.collect()  # forget what came before
+    sent = rig.publish(jobs, None, profile.flood_seconds, min_interval=throttle, sample_every=0.01)
+    if rig.pushes:
+        rig.settle(sent.round, limit=10)
+    else:
+        time.sleep(1.5)
+    got = rig.collect(timelines=True)
+    staleness = freshness(sent.samples, got.timelines, every_watcher=False)
+    missing = sum(1 for x in staleness if x == float("inf"))
+    stats = summary(staleness)
+    notes = {}
+    if stats["p99_ms"] is None and staleness:
+        notes[key] = f"{missing} of {len(staleness)} sampled values never reached every watcher"
+    if throttle:
+        notes["flood_throttle"] = f"reporters coalesce progress (min_interval {throttle:g} s)"
+    return {key: stats["p99_ms"], "flood": {
+        **stats, "reports_per_s": round(sent.sent / sent.elapsed, 1),
+        "deliveries": got.deliveries(sent.round), "values_never_everywhere": missing,
+        "min_interval_s": throttle, "lost": got.lost, "duplicated": got.duplicated}}, notes
+
+
+def idle(rig, profile):
+    keys = ("kb_per_idle_watcher", "event_p50_ms_at_10k_watchers")
+    if not rig.pushes:
+        return dict.fromkeys(keys), dict.fromkeys(
+            keys, "polling keeps no connection open: its cost is requests (see fan-out)")
+    reason = _too_many(rig, profile.idle_counts[0])
+    if reason:
+        return dict.fromkeys(keys), dict.fromkeys(keys, reason)
+    pid = rig.contender.server_pid
+    jobs = rig.create_jobs(100)
+    rig.connect(jobs[:10])  # warm the server up before its baseline
+    rig.close_watchers()
+    time.sleep(1.0)
+    baseline = procs.rss_kb(pid)
+    levels, connected, notes = [], 0, {}
+    for n in profile.idle_counts:
+        joined = rig.connect([jobs[i % len(jobs)] for i in range(connected, n)],
+                             timeout=max(30.0, n / 150))
+        connected += joined["connected"]
+        time.sleep(1.0)
+        level = {"watchers": n, "connected": connected, "connect_seconds": joined["seconds"],
+                 "rss_kb": procs.rss_kb(pid),
+                 "kb_per_watcher": round((procs.rss_kb(pid) - baseline) / max(1, connected), 2)}
+        rig.collect()
+        beats_from = time.time()
+        time.sleep(profile.heartbeat_interval + 2.3)
+        beats = [b for b in rig.collect().heartbeats if beats_from <= b[0] <= time.time() - 2.0]
+        if beats:
+            _, reached, delay = beats[0]
+            level.update(heartbeat_reached=reached, heartbeat_max_delay_ms=round(delay, 1),
+                         heartbeat_all_within_2s=reached >= connected and delay <= 2000)
+        else:
+            level.update(heartbeat_reached=0, heartbeat_all_within_2s=False)
+        sent = rig.publish(jobs, None, 10.0, count=len(jobs))
+        rig.drain(sent.round, connected, 5.0)
+        latencies = rig.collect().latencies_ms(sent.round)
+        level.update({f"event_{k}": v for k, v in summary(latencies).items()})
+        levels.append(level)
+        if joined["failed"]:
+            notes["idle"] = (f"{joined['failed']} of {n - connected + joined['connected']} new "
+                             f"watchers failed to connect at {n}: {joined['errors']}")
+            break
+    rig.close_watchers()
+    top = levels[-1]
+    figures = {"kb_per_idle_watcher": top["kb_per_watcher"], "idle": {"baseline_rss_kb": baseline,
+                                                                     "levels": levels}}
+    figures["event_p50_ms_at_10k_watchers"] = top["event_p50_ms"]
+    if top["connected"] < 10000:
+        notes["event_p50_ms_at_10k_watchers"] = f"measured at {top['connected']} watchers, not 10k"
+        notes["kb_per_idle_watcher"] = f"measured at {top['connected']} watchers"
+    return figures, notes
+
+
+async def _submit_load(url, concurrency, seconds):
+    body = {"kind": "sleep", "params": {"steps": 1, "interval": 0}}
+    latencies, statuses = [], {}
+    end = time.monotonic() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def client():
+            while time.monotonic() < end:
+                started = time.monotonic()
+                try:
+                    async with session.post(url + "/api/jobs", json=body) as response:
+                        await response.read()
+                        status = response.status
+                except aiohttp.ClientError as exc:
+                    status = type(exc).__name__
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == 202:
+                    latencies.append(1000 * (time.monotonic() - started))
+
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return latencies, statuses, elapsed
+
+
+def submit(contender, profile, concurrency=32):
+    """Job submissions per second through the API of one eventlet web process (no worker runs)."""
+    latencies, statuses, elapsed = asyncio.run(_submit_load(contender.url, concurrency,
+                                                            profile.submit_seconds))
+    stats = summary(latencies)
+    return {"rps": round(len(latencies) / elapsed, 1), "p99_ms": stats["p99_ms"],
+            "p50_ms": stats["p50_ms"], "concurrency": concurrency, "seconds": round(elapsed, 1),
+            "statuses": {str(k): v for k, v in statuses.items()}}
+
+
+SCENARIOS = {"idle": idle, "single_hop": single_hop, "fanout": fanout, "flood": flood}

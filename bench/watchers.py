@@ -1,0 +1,268 @@
+"""A watcher process: thousands of watchers on one asyncio loop, recording what reaches them.
+
+    python -m bench.watchers    # then JSON commands on stdin, one JSON answer per line on stdout
+
+Watcher kinds: ``socketio`` (a websocket on namespace /jobs, subscribed to one job), ``redis``
+(an asyncio redis-py subscriber on the job's channel) and ``poll`` (GET /api/jobs/<id> every
+``POLL_INTERVAL``). Commands:
+
+    {"cmd": "connect", "kind": k, "url": u, "jobs": [one job id per new watcher], "timeout": s}
+    {"cmd": "count", "round": r}           deliveries of round r so far
+    {"cmd": "collect", "timelines": bool}  everything recorded since the last collect
+    {"cmd": "close"}                       disconnect every watcher
+    {"cmd": "exit"}
+"""
+
+import asyncio
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+
+import aiohttp
+
+from .procs import raise_open_files_limit
+from .protocol import SocketIOClient
+
+NAMESPACE = "/jobs"
+POLL_INTERVAL = 0.5
+HEARTBEAT_CHANNEL = "bench:heartbeat"
+MAX_LATENCIES = 200_000  # per round and process; more are sampled down
+
+
+def parse_message(message):
+    """(round, send time) from a progress message ``r=<round> t=<time>``, or None."""
+    try:
+        r, t = message.split()
+        return int(r[2:]), float(t[2:])
+    except (AttributeError, ValueError):
+        return None
+
+
+class Watcher:
+    """One watcher of one job: what it received, in order."""
+
+    def __init__(self, index, job):
+        self.index, self.job = index, job
+        self.last_seq = None
+        self.timeline = []  # [current, received_at] each time a newer value arrived
+        self.close = None  # coroutine function that disconnects it
+
+
+class Recorder:
+    """Everything this process's watchers received since the last ``collect``."""
+
+    def __init__(self):
+        self.rounds = defaultdict(lambda: {"deliveries": 0, "latencies": []})
+        self.heartbeats = {}  # server ts -> [watchers reached, largest delay]
+        self.lost = self.duplicated = 0
+        self.polls = self.poll_errors = 0
+
+    def snapshot(self, watcher, snapshot, received, pushed=True):
+        seq, current = snapshot.get("seq"), snapshot.get("current")
+        if pushed and isinstance(seq, int):
+            if watcher.last_seq is not None:
+                if seq <= watcher.last_seq:
+                    self.duplicated += 1
+                    return
+                self.lost += seq - watcher.last_seq - 1
+            watcher.last_seq = seq
+        if isinstance(current, int) and (not watcher.timeline or current > watcher.timeline[-1][0]):
+            watcher.timeline.append([current, received])
+        parsed = parse_message(snapshot.get("message"))
+        if pushed and parsed:
+            stats = self.rounds[parsed[0]]
+            stats["deliveries"] += 1
+            stats["latencies"].append(received - parsed[1])
+
+    def heartbeat(self, data, received):
+        ts = data.get("ts") if isinstance(data, dict) else None
+        if isinstance(ts, (int, float)):
+            seen = self.heartbeats.setdefault(ts, [0, 0.0])
+            seen[0] += 1
+            seen[1] = max(seen[1], received - ts)
+
+    def collect(self, watchers, timelines):
+        rounds = {}
+        for r, stats in self.rounds.items():
+            latencies = stats["latencies"]
+            if len(latencies) > MAX_LATENCIES:
+                latencies = random.sample(latencies, MAX_LATENCIES)
+            rounds[r] = {"deliveries": stats["deliveries"],
+                         "latencies_ms": [round(1000 * x, 3) for x in latencies]}
+        answer = {
+            "rounds": rounds, "lost": self.lost, "duplicated": self.duplicated,
+            "heartbeats": [[ts, n, round(1000 * delay, 3)] for ts, (n, delay) in self.heartbeats.items()],
+            "polls": self.polls, "poll_errors": self.poll_errors,
+        }
+        if timelines:
+            answer["timelines"] = [{"job": w.job, "points": w.timeline} for w in watchers]
+        for w in watchers:
+            w.timeline = w.timeline[-1:]  # keep the newest value: the next values compare to it
+        self.__init__()
+        return answer
+
+
+async def connect_socketio(session, url, watcher, recorder):
+    def on_event(name, args, received):
+        if name in ("progress", "finished") and args and isinstance(args[0], dict):
+            recorder.snapshot(watcher, args[0], received)
+        elif name == "heartbeat" and args:
+            recorder.heartbeat(args[0], received)
+
+    client = SocketIOClient(session, url, NAMESPACE, on_event)
+    try:
+        await client.connect()
+        ack = await client.call("subscribe", {"job_id": watcher.job})
+    except BaseException:
+        await client.close()
+        raise
+    if not (isinstance(ack, dict) and ack.get("ok")):
+        await client.close()
+        raise RuntimeError(f"subscribe refused: {ack}")
+    watcher.last_seq = ack["job"].get("seq")
+    watcher.close = client.close
+
+
+async def connect_redis(url, watcher, recorder):
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(watcher.job, HEARTBEAT_CHANNEL)
+
+    async def listen():
+        async for message in pubsub.listen():
+            received = time.time()
+            if message["type"] != "message":
+                continue
+            data = json.loads(message["data"])
+            if message["channel"] == HEARTBEAT_CHANNEL.encode():
+                recorder.heartbeat(data, received)
+            else:
+                recorder.snapshot(watcher, data, received)
+
+    task = asyncio.create_task(listen())
+
+    async def close():
+        task.cancel()
+        await pubsub.aclose()
+        await client.aclose()
+
+    watcher.close = close
+
+
+async def connect_poll(session, url, watcher, recorder):
+    async def poll():
+        await asyncio.sleep(random.uniform(0, POLL_INTERVAL))  # spread the watchers over the period
+        next_at = time.monotonic()
+        while True:
+            try:
+                async with session.get(f"{url}/api/jobs/{watcher.job}") as response:
+                    body = await response.json()
+                    received = time.time()
+                recorder.polls += 1
+                if response.status == 200:
+                    recorder.snapshot(watcher, body, received, pushed=False)
+                else:
+                    recorder.poll_errors += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                recorder.poll_errors += 1
+            next_at += POLL_INTERVAL
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    task = asyncio.create_task(poll())
+
+    async def close():
+        task.cancel()
+
+    watcher.close = close
+
+
+class WatcherProcess:
+    def __init__(self):
+        self.watchers = []
+        self.next_index = 0
+        self.recorder = Recorder()
+        self.session = None
+
+    async def connect(self, kind, url, jobs, timeout=60.0, concurrency=100):
+        if self.session is None:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                                 timeout=aiohttp.ClientTimeout(total=30))
+        if not jobs:
+            return {"connected": 0, "failed": 0, "errors": [], "elapsed": 0.0}
+        gate = asyncio.Semaphore(concurrency)
+        errors = []
+        start = time.monotonic()
+
+        async def one(index, job):
+            watcher = Watcher(index, job)
+            async with gate:
+                try:
+                    if kind == "socketio":
+                        await connect_socketio(self.session, url, watcher, self.recorder)
+                    elif kind == "redis":
+                        await connect_redis(url, watcher, self.recorder)
+                    else:
+                        await connect_poll(self.session, url, watcher, self.recorder)
+                    self.watchers.append(watcher)
+                    return True
+                except Exception as exc:  # counted and reported; the others go on
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    return False
+
+        first = self.next_index
+        self.next_index += len(jobs)
+        tasks = [asyncio.create_task(one(first + n, job)) for n, job in enumerate(jobs)]
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        connected = sum(1 for task in done if task.result())
+        return {"connected": connected, "failed": len(jobs) - connected,
+                "errors": sorted(set(errors))[:5], "elapsed": time.monotonic() - start}
+
+    async def close(self):
+        watchers, self.watchers = self.watchers, []
+        closers = [w.close() for w in watchers if w.close]
+        for start in range(0, len(closers), 500):
+            await asyncio.gather(*closers[start:start + 500], return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        return {"closed": len(closers)}
+
+    async def handle(self, command):
+        name = command.pop("cmd")
+        if name == "connect":
+            return await self.connect(**command)
+        if name == "count":
+            stats = self.recorder.rounds.get(command["round"])
+            return {"deliveries": stats["deliveries"] if stats else 0}
+        if name == "collect":
+            return self.recorder.collect(self.watchers, command.get("timelines", False))
+        if name == "close":
+            return await self.close()
+        return {"error": f"unknown command {name}"}
+
+
+async def main():
+    raise_open_files_limit()
+    process = WatcherProcess()
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line or json.loads(line).get("cmd") == "exit":
+            break
+        try:
+            answer = await process.handle(json.loads(line))
+        except Exception as exc:  # the bench reports it; this process stays usable
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    await process.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
