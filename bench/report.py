@@ -43,13 +43,29 @@ def markdown(results):
         for name, figures in contenders.items():
             lines.append(f"| {name} | " + " | ".join(_ratio(figures.get(k), base.get(k))
                                                       for k, _ in HEADLINE) + " |")
+    lines += ["", "Fan-out cost at the highest passing step (CPU while publishing; machine-independent-ish):",
+              "", "| contender | events/s | server CPU ms per event (10 deliveries) | "
+                  "publisher CPU ms per event | cores busy: server / publishers / watchers |",
+              "|---|---:|---:|---:|---|"]
+    for name, figures in contenders.items():
+        steps = (figures.get("fanout") or {}).get("steps") or []
+        passed = [s for s in steps if s["ok"]] or steps[:1]
+        if passed:
+            step, busy = passed[-1], passed[-1]["cores_busy"]
+            lines.append(f"| {name} | {_cell(step['events_per_s'])} | {step['server_cpu_ms_per_event']} | "
+                         f"{step['publisher_cpu_ms_per_event']} | {busy['server']} / "
+                         f"{busy['publishers']} / {busy['watchers']} |")
     submit = results.get("submit")
     if submit:
         lines += ["", f"submit (POST /api/jobs, concurrency {submit.get('concurrency', 32)}, one "
                       f"eventlet web process): {_cell(submit.get('rps'))} req/s, "
                       f"p99 {_cell(submit.get('p99_ms'))} ms"]
-    notes = [f"- {name}: {key}: {why}" for name, figures in contenders.items()
-             for key, why in figures.get("notes", {}).items()]
+    notes = []
+    for name, figures in contenders.items():
+        by_reason = {}
+        for key, why in figures.get("notes", {}).items():
+            by_reason.setdefault(why, []).append(key)
+        notes += [f"- {name}: {', '.join(keys)}: {why}" for why, keys in by_reason.items()]
     notes += [f"- submit: {why}" for why in (submit or {}).get("notes", {}).values()]
     if notes:
         lines += ["", "Notes:", *notes]
@@ -67,6 +83,7 @@ def draw_png(results, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     contenders = results["contenders"]
     fig, (cdf, bars, ramp) = plt.subplots(1, 3, figsize=(17, 5.2))
@@ -94,6 +111,7 @@ def draw_png(results, path):
     bars.invert_yaxis()
     bars.set(xlabel="deliveries/s", title="Fan-out: max sustained deliveries/s\n(100 jobs × 10 watchers)")
 
+    ramp.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ramp.axhline(500, color="grey", linestyle="--", linewidth=1)
     ramp.set(xscale="log", yscale="log", xlabel="deliveries/s (log)", ylabel="p99 latency, ms (log)",
              title="Fan-out ramp: p99 per step (dashed: 500 ms limit)")

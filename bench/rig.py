@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from . import procs
 
 WATCHER_PROCESSES = 2  # one Python process runs out of CPU before the servers do
-PUBLISHER_PROCESSES = 2
+PUBLISHER_PROCESSES = 4  # a reporter waits on two Redis round trips per call
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Published:
     samples: dict
     server_cpu_s: float
     publisher_cpu_s: float
+    watcher_cpu_s: float
     ended_at: float = field(default_factory=time.time)
 
 
@@ -30,7 +31,7 @@ class Received:
     heartbeats: list  # [ts, watchers reached, largest delay in ms]
     timelines: list
     polls: int
-    poll_errors: int
+    poll_errors: dict
 
     def deliveries(self, round):
         stats = self.rounds.get(str(round))
@@ -39,6 +40,14 @@ class Received:
     def latencies_ms(self, round):
         stats = self.rounds.get(str(round))
         return stats["latencies_ms"] if stats else []
+
+
+def _add_counts(counts):
+    total = {}
+    for each in counts:
+        for what, n in each.items():
+            total[what] = total.get(what, 0) + n
+    return total
 
 
 class Rig:
@@ -82,16 +91,15 @@ class Rig:
                      "duration": duration, "count": len(part) * count // len(jobs) if count else None,
                      "round": self.round, "min_interval": min_interval, "sample_every": sample_every}
                     for part in parts]
-        server_pid = self.contender.server_pid
-        cpu = [procs.cpu_seconds(server_pid)] + [procs.cpu_seconds(p.pid) for p in active]
+        groups = [[self.contender.server_pid], [p.pid for p in active], [w.pid for w in self.watchers]]
+        before = [sum(map(procs.cpu_seconds, pids)) for pids in groups]
         answers = procs.call_all(active, "run", duration + 60, commands)
-        after = [procs.cpu_seconds(server_pid)] + [procs.cpu_seconds(p.pid) for p in active]
+        used = [sum(map(procs.cpu_seconds, pids)) - was for pids, was in zip(groups, before)]
         samples = {}
         for answer in answers:
             samples.update(answer["samples"])
         return Published(self.round, sum(a["sent"] for a in answers),
-                         max(a["elapsed"] for a in answers), samples,
-                         after[0] - cpu[0], sum(after[1:]) - sum(cpu[1:]))
+                         max(a["elapsed"] for a in answers), samples, *used)
 
     def deliveries(self, round):
         return sum(a["deliveries"] for a in procs.call_all(self.watchers, "count", 30,
@@ -131,7 +139,7 @@ class Rig:
         return Received(rounds, sum(a["lost"] for a in answers), sum(a["duplicated"] for a in answers),
                         sorted([ts, n, delay] for ts, (n, delay) in beats.items()),
                         [t for a in answers for t in a.get("timelines", [])],
-                        sum(a["polls"] for a in answers), sum(a["poll_errors"] for a in answers))
+                        sum(a["polls"] for a in answers), _add_counts(a["poll_errors"] for a in answers))
 
     def close_watchers(self):
         procs.call_all(self.watchers, "close", 120)

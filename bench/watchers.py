@@ -57,7 +57,8 @@ class Recorder:
         self.rounds = defaultdict(lambda: {"deliveries": 0, "latencies": []})
         self.heartbeats = {}  # server ts -> [watchers reached, largest delay]
         self.lost = self.duplicated = 0
-        self.polls = self.poll_errors = 0
+        self.polls = 0
+        self.poll_errors = {}  # what went wrong -> how often
 
     def snapshot(self, watcher, snapshot, received, pushed=True):
         seq, current = snapshot.get("seq"), snapshot.get("current")
@@ -82,6 +83,9 @@ class Recorder:
             seen = self.heartbeats.setdefault(ts, [0, 0.0])
             seen[0] += 1
             seen[1] = max(seen[1], received - ts)
+
+    def poll_error(self, what):
+        self.poll_errors[what] = self.poll_errors.get(what, 0) + 1
 
     def collect(self, watchers, timelines):
         rounds = {}
@@ -166,9 +170,9 @@ async def connect_poll(session, url, watcher, recorder):
                 if response.status == 200:
                     recorder.snapshot(watcher, body, received, pushed=False)
                 else:
-                    recorder.poll_errors += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-                recorder.poll_errors += 1
+                    recorder.poll_error(f"HTTP {response.status}")
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                recorder.poll_error(type(exc).__name__)
             next_at += POLL_INTERVAL
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
