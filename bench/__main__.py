@@ -51,6 +51,8 @@ def parse_args(argv=None):
     parser.add_argument("--png", metavar="FILE", default=os.path.join("bench", "results.png"),
                         help="draw the charts here (default: bench/results.png; '' for none)")
     parser.add_argument("--log-dir", help="process logs (default: a new temporary directory)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="py-spy the Python server and a publisher during the fan-out, into DIR")
     args = parser.parse_args(argv)
     args.only = _names(args.only, contenders.CONTENDERS, "contender")
     args.scenario = _names(args.scenario, ALL_SCENARIOS, "scenario")
@@ -61,7 +63,7 @@ def say(message):
     print(f"bench [{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_contender(name, wanted, profile, log_dir, deadline):
+def run_contender(name, wanted, profile, log_dir, deadline, profile_dir=None):
     """Every wanted scenario on one contender; figures and the reasons for any null."""
     figures = {key: None for scenario in ORDER for key in KEYS[scenario]}
     notes = {}
@@ -70,6 +72,7 @@ def run_contender(name, wanted, profile, log_dir, deadline):
     try:
         contender.start()
         rig = Rig(contender, log_dir)
+        rig.profile_dir = profile_dir
         ran_idle = False
         for scenario in (s for s in ORDER if s in wanted):
             if time.monotonic() > deadline:
@@ -138,7 +141,8 @@ def main(argv=None):
         wanted = [s for s in args.scenario if s in ORDER]
         if wanted:
             for name in args.only:
-                results["contenders"][name] = run_contender(name, wanted, profile, log_dir, deadline)
+                results["contenders"][name] = run_contender(name, wanted, profile, log_dir, deadline,
+                                                              args.profile)
         if "submit" in args.scenario:
             results["submit"] = run_submit(profile, log_dir)
             say(f"submit: {results['submit'].get('rps')} req/s, p99 {results['submit'].get('p99_ms')} ms")

@@ -100,7 +100,8 @@ class Notifier(Contender):
         if mode == "threading":
             self.max_websockets = 100
             self.limit_reason = ("gunicorn gthread --threads 100 gives each websocket a thread for "
-                                 "its whole life: at most 100 at once")
+                                 "its whole life: at most 100 at once (checked: the 101st waits "
+                                 "unanswered)")
 
     def env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "SOCKETIO_"))}

@@ -69,6 +69,12 @@ def markdown(results):
     notes += [f"- submit: {why}" for why in (submit or {}).get("notes", {}).values()]
     if notes:
         lines += ["", "Notes:", *notes]
+    for name, figures in contenders.items():
+        for process, summary in ((figures.get("fanout") or {}).get("profile") or {}).items():
+            lines += ["", f"py-spy, {name} {process} during the fan-out ({summary['samples']} samples):",
+                      "self: " + "; ".join(f"{f} {p}%" for f, p in summary.get("self_percent", [])[:10]),
+                      "inclusive: " + "; ".join(f"{f} {p}%" for f, p in
+                                                summary.get("inclusive_percent", [])[:10])]
     return "\n".join(lines)
 
 

@@ -62,6 +62,7 @@ class Rig:
                          for n in range(WATCHER_PROCESSES)]
         self.round = 0
         self.crowd = None  # (jobs, watchers connected) kept from fan-out for the flood
+        self.profile_dir = None  # py-spy output, when --profile is given
 
     @property
     def pushes(self):

@@ -12,6 +12,7 @@ not be measured is None and ``notes`` says why.
 """
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -113,6 +114,7 @@ def fanout(rig, profile):
     rig.publish(jobs, profile.fanout_rates[0], 0.5)  # warm-up: first connections, caches, JIT
     time.sleep(DRAIN_SECONDS if not rig.pushes else 0.5)
     rig.collect()
+    profiler = _profiler(rig, "fanout")
     for rate in profile.fanout_rates:
         step = _fanout_step(rig, profile, jobs, rate)
         if not step["ok"] and profile.retry_failed_step:
@@ -132,12 +134,29 @@ def fanout(rig, profile):
         notes[key] = f"every step passed; the ramp stops at {profile.fanout_rates[-1]} events/s"
     if best is None:
         notes.setdefault(key, f"the first step ({profile.fanout_rates[0]} events/s) already failed")
+    profiled = profiler.stop() if profiler else None
     errors = _add_up(step.get("poll_errors", {}) for step in steps)
     if errors:
         notes["fanout_poll_errors"] = f"{errors} in {sum(s['polls'] for s in steps)} polls"
 
     return {key: best["deliveries_per_s"] if best else 0,
-            "fanout": {"connect": joined, "steps": steps, "lost": lost, "duplicated": duplicated}}, notes
+            "fanout": {"connect": joined, "steps": steps, "lost": lost, "duplicated": duplicated,
+                       **({"profile": profiled} if profiled else {})}}, notes
+
+
+def _profiler(rig, scenario):
+    """py-spy on the Python processes of this contender, when --profile asked for it."""
+    if not rig.profile_dir:
+        return None
+    from .profile import Profiler
+
+    targets = []
+    if rig.contender.name.startswith("notifier_") or rig.contender.name == "http_polling":
+        targets.append(("server", rig.contender.server_pid))
+    if "bench.publisher" in rig.contender.publisher_argv():
+        targets.append(("publisher", rig.publishers[0].pid))
+    out = os.path.join(rig.profile_dir, f"{rig.contender.name}-{scenario}")
+    return Profiler(out, targets) if targets else None
 
 
 def _add_up(counts):
@@ -264,7 +283,7 @@ def idle(rig, profile):
     figures["event_p50_ms_at_10k_watchers"] = top["event_p50_ms"]
     if top["connected"] < 10000:
         notes["event_p50_ms_at_10k_watchers"] = f"measured at {top['connected']} watchers, not 10k"
-        notes["kb_per_idle_watcher"] = f"measured at {top['connected']} watchers"
+        notes["kb_per_idle_watcher"] = f"measured at {top['connected']} watchers, not 10k"
     return figures, notes
 
 
