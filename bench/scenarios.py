@@ -40,16 +40,16 @@ class Profile:
     idle_counts: list = field(default_factory=lambda: [1000, 5000, 10000])
     submit_seconds: float = 8.0
     retry_failed_step: bool = True  # a neighbour's CPU burst should not end the ramp by itself
-    settle_seconds: float = 10.0
+    settle_seconds: float = 20.0  # how long a flood's backlog may take to reach the watchers
 
     @classmethod
     def pick(cls, quick):
         if not quick:
             return cls()
         return cls(quick=True, heartbeat_interval=1.5, single_hop_seconds=3.0,
-                   fanout_rates=[200, 800, 3200], fanout_seconds=2.0, flood_seconds=2.0,
+                   fanout_rates=[300, 1000, 2000, 4000], fanout_seconds=1.5, flood_seconds=2.0,
                    idle_counts=[1000], submit_seconds=3.0, retry_failed_step=False,
-                   settle_seconds=5.0)
+                   settle_seconds=10.0)
 
 
 def _throttle(rig):
@@ -215,16 +215,18 @@ def flood(rig, profile):
     if rig.pushes:
         rig.settle(sent.round, limit=profile.settle_seconds)
     else:
-        time.sleep(profile.settle_seconds)  # an overloaded web process answers polls late
+        time.sleep(profile.settle_seconds / 2)  # an overloaded web process answers polls late
     got = rig.collect(timelines=True)
     staleness = freshness(sent.samples, got.timelines, every_watcher=False)
     missing = sum(1 for x in staleness if x == float("inf"))
     stats = summary(staleness)
     notes = {}
     if stats["p99_ms"] is None and staleness:
-        notes[key] = f"{missing} of {len(staleness)} sampled values never reached every watcher"
+        notes[key] = (f"{missing} of {len(staleness)} sampled values had not reached every watcher "
+                      f"{time.time() - sent.ended_at:.0f} s after the flood ended")
     if not rig.pushes and got.poll_errors:
-        notes["flood_poll_errors"] = f"{got.poll_errors} in {got.polls} polls"
+        notes["flood_poll_errors"] = (f"{got.poll_errors} in {got.polls} polls "
+                                      f"({profile.jobs * profile.watchers_per_job} pollers)")
     if throttle:
         notes["flood_throttle"] = f"reporters coalesce progress (min_interval {throttle:g} s)"
     return {key: stats["p99_ms"], "flood": {

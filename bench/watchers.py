@@ -129,30 +129,47 @@ async def connect_socketio(session, url, watcher, recorder):
     watcher.close = client.close
 
 
-async def connect_redis(url, watcher, recorder):
-    import redis.asyncio as aioredis
+async def _read_resp(reader):
+    """One RESP2 reply: the arrays, bulk strings and integers a subscriber gets."""
+    line = await reader.readuntil(b"\r\n")
+    kind, body = line[:1], line[1:-2]
+    if kind == b"*":
+        return [await _read_resp(reader) for _ in range(int(body))]
+    if kind == b"$":
+        return None if body == b"-1" else (await reader.readexactly(int(body) + 2))[:-2]
+    if kind == b":":
+        return int(body)
+    raise ConnectionError(f"unexpected reply from Redis: {line[:80]!r}")
 
-    client = aioredis.Redis.from_url(url)
-    pubsub = client.pubsub()
-    await pubsub.subscribe(watcher.job, HEARTBEAT_CHANNEL)
+
+async def connect_redis(url, watcher, recorder):
+    """A bare asyncio subscriber (SUBSCRIBE over a socket, RESP read by hand): the floor should
+    cost the client as little as possible, and redis-py's asyncio PubSub costs it more."""
+    address = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    channels = [watcher.job.encode(), HEARTBEAT_CHANNEL.encode()]
+    parts = [b"SUBSCRIBE", *channels]
+    writer.write(b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+    for _ in channels:
+        await _read_resp(reader)  # [subscribe, channel, count]
 
     async def listen():
-        async for message in pubsub.listen():
+        while True:
+            kind, channel, data = await _read_resp(reader)
             received = time.time()
-            if message["type"] != "message":
+            if kind != b"message":
                 continue
-            data = json.loads(message["data"])
-            if message["channel"] == HEARTBEAT_CHANNEL.encode():
-                recorder.heartbeat(data, received)
+            if channel == channels[1]:
+                recorder.heartbeat(json.loads(data), received)
             else:
-                recorder.snapshot(watcher, data, received)
+                recorder.snapshot(watcher, json.loads(data), received)
 
     task = asyncio.create_task(listen())
 
     async def close():
         task.cancel()
-        await pubsub.aclose()
-        await client.aclose()
+        writer.close()
 
     watcher.close = close
 
