@@ -3,6 +3,8 @@
 py-spy (``pip install py-spy``) samples each process from outside; this writes its flamegraph
 (``<process>.svg``) and a collapsed-stack file (``<process>.txt``), and summarises the latter as
 the functions where the samples were (self) and the ones they passed through (inclusive).
+Only samples holding the GIL are kept (``--gil``): Python-level CPU, not time spent waiting on a
+socket (which py-spy would otherwise count as busy in these processes) nor in the kernel.
 """
 
 import os
@@ -29,7 +31,7 @@ class Profiler:
                 path = os.path.join(out_dir, f"{name}.{ext}")
                 self.runs.append((name, path, subprocess.Popen(
                     [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", fmt,
-                     "--nonblocking", "--output", path],
+                     "--gil", "--nonblocking", "--output", path],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
 
     def stop(self):
