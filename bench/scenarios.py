@@ -229,6 +229,8 @@ def flood(rig, profile):
                                       f"({profile.jobs * profile.watchers_per_job} pollers)")
     if throttle:
         notes["flood_throttle"] = f"reporters coalesce progress (min_interval {throttle:g} s)"
+    else:
+        notes["flood_throttle"] = "no throttle: every report is published, the backlog drains after"
     return {key: stats["p99_ms"], "flood": {
         **stats, "reports_per_s": round(sent.sent / sent.elapsed, 1),
         "deliveries": got.deliveries(sent.round), "values_never_everywhere": missing,
@@ -237,6 +239,9 @@ def flood(rig, profile):
 
 
 def idle(rig, profile):
+    """Idle watchers (subscribed, 100 jobs) on a fresh server; 100 probe watchers, one per room of
+    their own, tell how fast the server still answers: one event to each probe room. (The same to
+    the idle watchers' rooms, n deliveries, mostly measures these Python watchers at 10k.)"""
     keys = ("kb_per_idle_watcher", "event_p50_ms_at_10k_watchers")
     if not rig.pushes:
         return dict.fromkeys(keys), dict.fromkeys(
@@ -245,9 +250,8 @@ def idle(rig, profile):
     if reason:
         return dict.fromkeys(keys), dict.fromkeys(keys, reason)
     pid = rig.contender.server_pid
-    jobs = rig.create_jobs(100)
-    rig.connect(jobs[:10])  # warm the server up before its baseline
-    rig.close_watchers()
+    jobs, probe_jobs = rig.create_jobs(100), rig.create_jobs(100)
+    probes = rig.connect(probe_jobs)["connected"]  # also warms the server up before its baseline
     time.sleep(1.0)
     baseline = procs.rss_kb(pid)
     levels, connected, notes = [], 0, {}
@@ -256,37 +260,43 @@ def idle(rig, profile):
                              timeout=max(30.0, n / 150))
         connected += joined["connected"]
         time.sleep(1.0)
+        rss = procs.rss_kb(pid)
         level = {"watchers": n, "connected": connected, "connect_seconds": joined["seconds"],
-                 "rss_kb": procs.rss_kb(pid),
-                 "kb_per_watcher": round((procs.rss_kb(pid) - baseline) / max(1, connected), 2)}
-        rig.collect()
-        beats_from = time.time()
-        time.sleep(profile.heartbeat_interval + 2.3)
-        beats = [b for b in rig.collect().heartbeats if beats_from <= b[0] <= time.time() - 2.0]
-        if beats:
-            _, reached, delay = beats[0]
-            level.update(heartbeat_reached=reached, heartbeat_max_delay_ms=round(delay, 1),
-                         heartbeat_all_within_2s=reached >= connected and delay <= 2000)
-        else:
-            level.update(heartbeat_reached=0, heartbeat_all_within_2s=False)
-        sent = rig.publish(jobs, None, 10.0, count=len(jobs))
-        rig.drain(sent.round, connected, 5.0)
-        latencies = rig.collect().latencies_ms(sent.round)
-        level.update({f"event_{k}": v for k, v in summary(latencies).items()})
+                 "rss_kb": rss, "kb_per_watcher": round((rss - baseline) / max(1, connected), 2)}
+        level.update(_heartbeat_reach(rig, profile, connected + probes))
+        for name, targets, expected in (("event", probe_jobs, probes),
+                                        ("event_to_idle_rooms", jobs, connected)):
+            sent = rig.publish(targets, None, 10.0, count=len(targets))
+            rig.drain(sent.round, expected, 5.0)
+            latencies = rig.collect().latencies_ms(sent.round)
+            level.update({f"{name}_{k}": v for k, v in summary(latencies).items()})
         levels.append(level)
         if joined["failed"]:
-            notes["idle"] = (f"{joined['failed']} of {n - connected + joined['connected']} new "
-                             f"watchers failed to connect at {n}: {joined['errors']}")
+            notes["idle"] = (f"{joined['failed']} new watchers failed to connect on the way to "
+                             f"{n}: {joined['errors']}")
             break
     rig.close_watchers()
     top = levels[-1]
-    figures = {"kb_per_idle_watcher": top["kb_per_watcher"], "idle": {"baseline_rss_kb": baseline,
-                                                                     "levels": levels}}
-    figures["event_p50_ms_at_10k_watchers"] = top["event_p50_ms"]
+    figures = {"kb_per_idle_watcher": top["kb_per_watcher"],
+               "event_p50_ms_at_10k_watchers": top["event_p50_ms"],
+               "idle": {"baseline_rss_kb": baseline, "probes": probes, "levels": levels}}
     if top["connected"] < 10000:
         notes["event_p50_ms_at_10k_watchers"] = f"measured at {top['connected']} watchers, not 10k"
         notes["kb_per_idle_watcher"] = f"measured at {top['connected']} watchers, not 10k"
     return figures, notes
+
+
+def _heartbeat_reach(rig, profile, watchers):
+    """Did the first heartbeat after now reach every watcher within 2 s?"""
+    rig.collect()
+    since = time.time()
+    time.sleep(profile.heartbeat_interval + 2.3)
+    beats = [b for b in rig.collect().heartbeats if since <= b[0] <= time.time() - 2.0]
+    if not beats:
+        return {"heartbeat_reached": 0, "heartbeat_all_within_2s": False}
+    _, reached, delay = beats[0]
+    return {"heartbeat_reached": reached, "heartbeat_max_delay_ms": round(delay, 1),
+            "heartbeat_all_within_2s": reached >= watchers and delay <= 2000}
 
 
 async def _submit_load(url, concurrency, seconds):
