@@ -44,6 +44,7 @@ class Contender:
     transport = "socketio"  # how watchers follow a job
     max_websockets = None  # None: as many as the machine allows
     limit_reason = None  # why, when max_websockets is set
+    worker_path = False  # published by the notifier's own ProgressReporter
 
     def __init__(self, log_dir, heartbeat_interval):
         self.log_dir = log_dir
@@ -88,6 +89,7 @@ class Contender:
 class Notifier(Contender):
     """The real web process, served the documented way for its async mode, fed by the worker path."""
 
+    worker_path = True
     COMMANDS = {
         "gevent": ["-k", "gevent", "--worker-connections", "10000", "-w", "1"],
         "threading": ["-k", "gthread", "--threads", "100", "-w", "1"],

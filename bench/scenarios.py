@@ -6,8 +6,8 @@ not be measured is None and ``notes`` says why.
   publisher stopping, or p99 >= 500 ms; the figure is the best sustained deliveries/s.
 - flood: the same crowd, reporters called flat out: per value, time until every watcher of its job
   held it or newer (the notifier's reporters keep their default throttle: that is what it is for).
-- idle: 1k, 5k, 10k websockets on one fresh server: memory each, heartbeat reach, one event to
-  each of 100 rooms.
+- idle: 1k, 5k, 10k subscribed websockets on one fresh server: memory each, heartbeat reach, and
+  one event to each of 100 probe rooms (one watcher each) beside them.
 - submit (not per contender): POST /api/jobs at concurrency 32 on one eventlet web process.
 """
 
@@ -54,7 +54,7 @@ class Profile:
 
 def _throttle(rig):
     """The min_interval a flood runs with: the product's default for the notifier, none elsewhere."""
-    if rig.contender.publisher_argv()[-1] != "notifier":
+    if not rig.contender.worker_path:
         return 0.0
     from notifier.settings import Settings
 
@@ -151,7 +151,7 @@ def _profiler(rig, scenario):
     from .profile import Profiler
 
     targets = []
-    if rig.contender.name.startswith("notifier_") or rig.contender.name == "http_polling":
+    if rig.contender.worker_path:  # the notifier's web process is Python too
         targets.append(("server", rig.contender.server_pid))
     if "bench.publisher" in rig.contender.publisher_argv():
         targets.append(("publisher", rig.publishers[0].pid))
