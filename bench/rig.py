@@ -113,16 +113,21 @@ class Rig:
             time.sleep(0.05)
 
     def settle(self, round, limit, quiet=0.6):
-        """Wait until deliveries of ``round`` stop growing for ``quiet`` s, at most ``limit`` s."""
+        """Wait until deliveries of ``round`` (None: of any round) have begun and then stopped
+        growing for ``quiet`` s, at most ``limit`` s."""
         deadline = time.monotonic() + limit
         last, since = -1, time.monotonic()
         while time.monotonic() < deadline:
             now = self.deliveries(round)
             if now != last:
                 last, since = now, time.monotonic()
-            elif time.monotonic() - since >= quiet:
+            elif (now or round is None) and time.monotonic() - since >= quiet:
                 return
             time.sleep(0.1)
+
+    def quiet(self, limit=20.0):
+        """Let a backlog from an overloaded round drain before the next one is measured."""
+        self.settle(None, limit, quiet=1.0)
 
     def collect(self, timelines=False):
         answers = procs.call_all(self.watchers, "collect", 120,

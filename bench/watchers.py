@@ -7,7 +7,7 @@ Watcher kinds: ``socketio`` (a websocket on namespace /jobs, subscribed to one j
 ``POLL_INTERVAL``). Commands:
 
     {"cmd": "connect", "kind": k, "url": u, "jobs": [one job id per new watcher], "timeout": s}
-    {"cmd": "count", "round": r}           deliveries of round r so far
+    {"cmd": "count", "round": r}           deliveries of round r so far (r null: of any round, ever)
     {"cmd": "collect", "timelines": bool}  everything recorded since the last collect
     {"cmd": "close"}                       disconnect every watcher
     {"cmd": "exit"}
@@ -54,6 +54,10 @@ class Recorder:
     """Everything this process's watchers received since the last ``collect``."""
 
     def __init__(self):
+        self.total = 0  # every delivery ever: collect does not reset it
+        self._reset()
+
+    def _reset(self):
         self.rounds = defaultdict(lambda: {"deliveries": 0, "latencies": []})
         self.heartbeats = {}  # server ts -> [watchers reached, largest delay]
         self.lost = self.duplicated = 0
@@ -73,6 +77,7 @@ class Recorder:
             watcher.timeline.append([current, received])
         parsed = parse_message(snapshot.get("message"))
         if pushed and parsed:
+            self.total += 1
             stats = self.rounds[parsed[0]]
             stats["deliveries"] += 1
             stats["latencies"].append(received - parsed[1])
@@ -104,7 +109,7 @@ class Recorder:
             answer["timelines"] = [{"job": w.job, "points": w.timeline} for w in watchers]
         for w in watchers:
             w.timeline = w.timeline[-1:]  # keep the newest value: the next values compare to it
-        self.__init__()
+        self._reset()
         return answer
 
 
@@ -259,6 +264,8 @@ class WatcherProcess:
         if name == "connect":
             return await self.connect(**command)
         if name == "count":
+            if command["round"] is None:
+                return {"deliveries": self.recorder.total}
             stats = self.recorder.rounds.get(command["round"])
             return {"deliveries": stats["deliveries"] if stats else 0}
         if name == "collect":
