@@ -10,7 +10,7 @@ WEB ?= 2
 CLUSTER_DIR := run/cluster
 SERVER ?= eventlet
 
-.PHONY: run cluster test install install-dev chromium bench clean
+.PHONY: run cluster test install install-dev install-bench chromium bench clean
 
 run: install
 	@test -f .env || cp .env.example .env
@@ -33,6 +33,8 @@ install: $(VENV)/.installed $(SOCKETIO_JS)
 
 install-dev: $(VENV)/.installed-dev $(SOCKETIO_JS)
 
+install-bench: $(VENV)/.installed-bench $(SOCKETIO_JS)
+
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +46,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.installed
 
 # The official socket.io client, at the version package-lock.json pins (never committed).
@@ -60,8 +66,9 @@ chromium:
 	  else echo "note: browser tests need Debian's chromium (sudo apt-get install chromium)"; fi; \
 	fi
 
-bench: install-dev
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/load.py
+# Every scenario for every contender (about 10 minutes; BENCH_ARGS=--quick: under 3).
+bench: install-bench
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench --json bench/results.json $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules test-artifacts run

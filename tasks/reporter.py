@@ -36,17 +36,17 @@ class JobCancelled(Exception):
 
 
 @functools.cache
-def _runtime():
+def worker_runtime():
     """This process's settings and job store (made after the worker forks, then reused)."""
     settings = Settings.from_env()
     return settings, JobStore.from_settings(settings, patient=True)
 
 
 @functools.cache
-def _emitter():
+def worker_emitter():
     """This process's write-only emitter, for a message queue the store does not publish to."""
     # async_mode is explicit: left alone it picks eventlet whenever eventlet is installed.
-    return SocketIO(message_queue=_runtime()[0].message_queue, async_mode="threading")
+    return SocketIO(message_queue=worker_runtime()[0].message_queue, async_mode="threading")
 
 
 class ProgressReporter:
@@ -183,8 +183,8 @@ def run_job(job_id, body):
     The store is written first; then the task ends as Celery should see it: failed when the job
     failed (the exception is raised again), revoked when it was cancelled.
     """
-    settings, store = _runtime()
-    reporter = ProgressReporter(job_id, store, _emitter, settings.progress_min_interval)
+    settings, store = worker_runtime()
+    reporter = ProgressReporter(job_id, store, worker_emitter, settings.progress_min_interval)
     if not reporter.start():
         return None
     try:

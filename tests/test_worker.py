@@ -61,11 +61,11 @@ def test_primes_reports_each_segment_and_its_count(celery_worker, web, watcher):
 
 def test_the_worker_keeps_one_store_per_process_and_no_emitter_when_the_store_publishes(
         celery_worker, web, watcher):
-    from tasks.reporter import _emitter, _runtime
+    from tasks.reporter import worker_emitter, worker_runtime
 
     for _ in range(2):
         job = submit(web.url, "sleep", steps=1, interval=0)
         watcher.subscribe(job["job_id"], last_seq=0)  # replays `finished` if it came first
         watcher.wait_finished(job["job_id"])
-    assert _runtime.cache_info().currsize == 1 and _runtime.cache_info().misses == 1
-    assert _runtime()[1].publishes and _emitter.cache_info().currsize == 0
+    assert worker_runtime.cache_info().currsize == 1 and worker_runtime.cache_info().misses == 1
+    assert worker_runtime()[1].publishes and worker_emitter.cache_info().currsize == 0

@@ -1,0 +1,5 @@
+"""The benchmark: the notifier against Node socket.io, a bare Redis hop and HTTP polling.
+
+Run it with ``python -m bench`` (see ``bench/__main__.py``); ``bench/load.py`` is the older
+correctness-under-load run through real Celery workers that the test suite reuses.
+"""
