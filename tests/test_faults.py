@@ -225,6 +225,9 @@ def test_a_redis_outage_is_survived_without_restarting_anything(processes):
         stack.redis.stop()
         health = requests.get(url + "/healthz", timeout=10)
         assert health.status_code == 503 and health.json()["status"] == "unavailable"
+        # It names what is down, never where it is.
+        assert health.json()["redis"] == "unreachable"
+        assert str(stack.redis_port) not in health.text and "127.0.0.1" not in health.text
         page = requests.get(url + "/", timeout=10)
         assert page.status_code == 200 and "csrf_token" in page.text
         api = requests.post(url + "/api/jobs", json={"kind": "sleep", "params": {"steps": 1}},
