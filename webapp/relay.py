@@ -123,16 +123,17 @@ class OrderedRelay:
         self.server.emit(event_for(snapshot), snapshot, to=sid, namespace=NAMESPACE, ignore_queue=True)
 
     def _unhold(self, sid, room):
+        self._tidy(room, lambda state: state.held.pop(sid, None))
+
+    def _tidy(self, room, forget):
+        """Apply ``forget`` to what is kept for ``room``, then drop all of it if nobody here is in
+        the room or still being brought up to date in it."""
         with self._gate:
             state = self._rooms.get(room)
             if state is not None:
-                state.held.pop(sid, None)
-                self._forget_if_unused(room, state)
-
-    def _forget_if_unused(self, room, state):
-        """Drop what is kept for a room nobody here is in or waiting for (the caller holds the gate)."""
-        if not state.held and room not in self.rooms.get(NAMESPACE, {}):
-            del self._rooms[room]
+                forget(state)
+                if not state.held and room not in self.rooms.get(NAMESPACE, {}):
+                    del self._rooms[room]
 
     # ---- leaving and closing: nothing is kept for a room or a client that is gone ---------------
     # (a client still being brought up to date keeps its held events: join_with_replay sends
@@ -141,20 +142,12 @@ class OrderedRelay:
     def basic_leave_room(self, sid, namespace, room):
         super().basic_leave_room(sid, namespace, room)
         if namespace == NAMESPACE:
-            with self._gate:
-                state = self._rooms.get(room)
-                if state is not None:
-                    state.floors.pop(sid, None)
-                    self._forget_if_unused(room, state)
+            self._tidy(room, lambda state: state.floors.pop(sid, None))
 
     def basic_close_room(self, room, namespace):
         super().basic_close_room(room, namespace)
         if namespace == NAMESPACE:
-            with self._gate:
-                state = self._rooms.get(room)
-                if state is not None:
-                    state.floors.clear()
-                    self._forget_if_unused(room, state)
+            self._tidy(room, lambda state: state.floors.clear())
 
     # ---- introspection ----------------------------------------------------------------------------
 
