@@ -101,15 +101,23 @@ def _too_many(rig, n):
     return None
 
 
-def fanout(rig, profile):
-    key = "fanout_max_deliveries_per_s"
+def _crowd_or_reason(rig, profile, key):
+    """The connected crowd of watchers, or (None, the reason there is none) for figure ``key``."""
     reason = _too_many(rig, profile.jobs * profile.watchers_per_job)
     if reason:
-        return {key: None}, {key: reason}
+        return None, reason
     jobs, joined = _crowd(rig, profile)
     if joined["failed"]:
-        return {key: None, "fanout": {"connect": joined}}, {
-            key: f"{joined['failed']} watchers failed to connect: {joined['errors']}"}
+        return None, f"{joined['failed']} watchers failed to connect: {joined['errors']}"
+    return (jobs, joined), None
+
+
+def fanout(rig, profile):
+    key = "fanout_max_deliveries_per_s"
+    crowd, reason = _crowd_or_reason(rig, profile, key)
+    if reason:
+        return {key: None}, {key: reason}
+    jobs, joined = crowd
     notes, steps, best, lost, duplicated = {}, [], None, 0, 0
     rig.publish(jobs, profile.fanout_rates[0], 0.5)  # warm-up: first connections, caches, JIT
     time.sleep(DRAIN_SECONDS if not rig.pushes else 0.5)
@@ -204,12 +212,10 @@ def _fanout_step(rig, profile, jobs, rate):
 
 def flood(rig, profile):
     key = "flood_staleness_p99_ms"
-    reason = _too_many(rig, profile.jobs * profile.watchers_per_job)
+    crowd, reason = _crowd_or_reason(rig, profile, key)
     if reason:
         return {key: None}, {key: reason}
-    jobs, joined = _crowd(rig, profile)
-    if joined["failed"]:
-        return {key: None}, {key: f"{joined['failed']} watchers failed to connect"}
+    jobs, _ = crowd
     throttle = _throttle(rig)
     if rig.pushes:
         rig.quiet()  # the fan-out's last, overloaded step may still be draining
