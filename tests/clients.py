@@ -6,22 +6,46 @@ import threading
 
 import requests
 import socketio
+from engineio import packet as engineio_packet
+from socketio import packet as socketio_packet
 
 from processes import NAMESPACE, wait_for
 
 
+RECORDED = ("progress", "finished", "heartbeat")
+
+
 class Watcher:
-    """A real python-socketio client on /jobs that records every event it receives."""
+    """A real python-socketio client on /jobs that records every event it receives.
+
+    Events are recorded in the order they came off the connection. python-socketio's client runs
+    each packet's handlers on a thread of its own, so the order handlers run in is not the order
+    the server sent; the tests check the server's order, so the recording is done where the
+    engine.io client reads each packet (``_receive_packet``), before any thread is involved.
+    """
 
     def __init__(self, url, transports=("websocket",), **client_options):
         self.url = url
         self.events = []  # (event name, data) in arrival order
         self.lock = threading.Lock()
         self.sio = socketio.Client(**client_options)
-        for name in ("progress", "finished", "heartbeat"):
-            self.sio.on(name, self._recorder(name), namespace=NAMESPACE)
+        receive = self.sio.eio._receive_packet
+
+        def received(pkt):
+            if pkt.packet_type == engineio_packet.MESSAGE and isinstance(pkt.data, str):
+                self._record_packet(pkt.data)
+            return receive(pkt)
+
+        self.sio.eio._receive_packet = received
         self.sio.on("connect", self._recorder("connect"), namespace=NAMESPACE)
         self.transports = list(transports)
+
+    def _record_packet(self, text):
+        pkt = socketio_packet.Packet(encoded_packet=text)
+        if pkt.packet_type == socketio_packet.EVENT and pkt.namespace == NAMESPACE and pkt.data \
+                and pkt.data[0] in RECORDED:
+            with self.lock:
+                self.events.append((pkt.data[0], pkt.data[1] if len(pkt.data) > 1 else None))
 
     def _recorder(self, name):
         def record(data=None):
