@@ -89,8 +89,9 @@ class ProgressReporter:
             if done or time.monotonic() - self._last_publish >= self.min_interval:
                 self._publish(**changes)
                 return
-            self._pending = changes
-        self._wake.set()
+            first, self._pending = self._pending is None, changes
+        if first:  # the keep-alive thread learns its deadline once; newer values just replace it
+            self._wake.set()
 
     def log(self, message):
         """Publish a message without changing the job's progress (never coalesced)."""
