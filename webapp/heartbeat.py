@@ -6,6 +6,10 @@ heartbeat off (``HEARTBEAT_INTERVAL=0``) does not switch off LOST detection. On 
 process that takes a short store lock declares running jobs that showed no sign of life for
 ``JOB_STALL_TIMEOUT`` seconds (by Redis's clock) ``LOST``, so several web processes never fight
 over a job.
+
+The heartbeat goes out in slices of ``HEARTBEAT_SLICE`` clients, yielding between them: one
+namespace-wide emit to 10k sockets would queue every job event behind 10k sends (over a second
+on one core), while a slice holds them up for a few milliseconds at most.
 """
 
 import logging
@@ -19,6 +23,9 @@ from notifier.store import LOST, RUNNING_STATES, JobNotFound, JobRefused
 from .extensions import SERVER_ID, socketio
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SLICE = 150  # clients sent one heartbeat before job events get their turn
+HEARTBEAT_PAUSE = 0.002  # seconds between slices: job events and replays go first
 
 
 def stall_check_interval(stall_timeout):
@@ -57,15 +64,31 @@ def _check_stalled(store, settings):
 def _beat(store, settings):
     while True:
         socketio.sleep(settings.heartbeat_interval)
-        try:
-            active = store.running_count()
-        except redis.RedisError as exc:
-            active = None
-            log.warning("heartbeat could not reach Redis: %s", exc)
-        # Each process beats for its own clients only, so it keeps beating through a Redis outage.
-        socketio.emit(events.HEARTBEAT,
-                      {"ts": time.time(), "server": SERVER_ID, "active_jobs": active},
-                      namespace=events.NAMESPACE, ignore_queue=True)
+        beat(store)
+
+
+def beat(store):
+    """Send one heartbeat to each of this process's clients, a slice at a time."""
+    try:
+        active = store.running_count()
+    except redis.RedisError as exc:
+        active = None
+        log.warning("heartbeat could not reach Redis: %s", exc)
+    # Each process beats for its own clients only, so it keeps beating through a Redis outage.
+    payload = {"ts": time.time(), "server": SERVER_ID, "active_jobs": active}
+    for clients in _slices(_connected(), HEARTBEAT_SLICE):
+        socketio.emit(events.HEARTBEAT, payload, namespace=events.NAMESPACE, to=clients,
+                      ignore_queue=True)
+        socketio.sleep(HEARTBEAT_PAUSE)
+
+
+def _connected():
+    """The sids of this process's clients on the namespace (each is a room of its own)."""
+    return [sid for sid, _ in socketio.server.manager.get_participants(events.NAMESPACE, None)]
+
+
+def _slices(items, size):
+    return (items[start:start + size] for start in range(0, len(items), size))
 
 
 def start_background_loops(app):
