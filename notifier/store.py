@@ -9,6 +9,8 @@ Redis's ``TIME``, so hosts with skewed clocks still agree on liveness, leases an
 """
 
 import json
+import os
+import threading
 import uuid
 
 import redis
@@ -100,6 +102,8 @@ class JobStore:
         route = (channel or "", namespace, events.PROGRESS, events.FINISHED)
         for name in ("create", "update", "cancel", "touch", "stalled"):
             setattr(self, f"_{name}", client.register_script(scripts.load(name, SNAPSHOT_FIELDS, config, route)))
+        self._own = None  # (pid, connection): see _run
+        self._own_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings, *, patient=False):
@@ -130,7 +134,7 @@ class JobStore:
         args = []
         for name, value in raw.items():
             args += [name, json.dumps(value)]
-        created = float(self._create(keys=self._job_keys(job_id), args=args))
+        created = float(self._run(self._create, self._job_keys(job_id), args))
         return _snapshot({**raw, "created_at": created, "updated_at": created})
 
     def delete(self, job_id):
@@ -177,7 +181,7 @@ class JobStore:
                 "" if stale_for is None else repr(float(stale_for)), "" if quiet else "1"]
         for name, value in changes.items():
             args += [name, json.dumps(value)]
-        reply = script(keys=[*self._job_keys(job_id), self._running_key], args=args)
+        reply = self._run(script, [*self._job_keys(job_id), self._running_key], args)
         status = reply[0]
         if status == "missing":
             raise JobNotFound(job_id)
@@ -185,9 +189,41 @@ class JobStore:
             raise JobRefused(reply[1])
         return json.loads(reply[1]) if len(reply) > 1 else None
 
+    def _run(self, script, keys, args):
+        """Run one of the store's scripts; returns its reply.
+
+        A worker runs one for every progress event, and redis-py's layers around a command (the
+        pool, retries, instrumentation) cost as much CPU as the command itself. So a call goes
+        straight to a connection of the store's own when no other thread is using it; on any
+        failure there (Redis away, a reply lost, the script not loaded after a restart) the same
+        call, token and all, is made again through the client, with its retries and script
+        loading. Every script is safe to run twice with the same arguments.
+        """
+        if self._own_lock.acquire(blocking=False):
+            try:
+                connection = self._own_connection()
+                try:
+                    connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args,
+                                            check_health=False)
+                    return connection.read_response()
+                except redis.exceptions.NoScriptError:
+                    pass
+                except (redis.ConnectionError, redis.TimeoutError):
+                    connection.disconnect()
+            finally:
+                self._own_lock.release()
+        return script(keys=keys, args=args)
+
+    def _own_connection(self):
+        pid = os.getpid()
+        if self._own is None or self._own[0] != pid:  # made after a fork, never shared across one
+            pool = self.redis.connection_pool
+            self._own = (pid, pool.connection_class(**pool.connection_kwargs))
+        return self._own[1]
+
     def touch(self, job_id):
         """Record a sign of life from a running job; returns True if a cancel was requested."""
-        flag = self._touch(keys=[*self._job_keys(job_id), self._running_key])
+        flag = self._run(self._touch, [*self._job_keys(job_id), self._running_key], [])
         return flag == "true"
 
     def history(self, job_id, after_seq=-1):

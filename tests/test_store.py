@@ -192,3 +192,13 @@ def test_a_running_job_keeps_its_keys_alive_while_it_shows_life(store):
         assert store.redis.ttl(key) > 30
     store.cancel(job_id)
     assert store.touch(job_id) is True
+
+
+def test_after_redis_forgets_the_scripts_a_change_still_happens_once(store):
+    """A restarted Redis has no scripts loaded: the store's fast path falls back and loads them."""
+    job_id = store.create("sleep", {})["job_id"]
+    store.update(job_id, state=STARTED)
+    store.redis.script_flush()
+    assert store.update(job_id, state=PROGRESS, current=1, total=2)["seq"] == 2
+    assert not store.touch(job_id)
+    assert [s["seq"] for s in store.history(job_id)] == [0, 1, 2]
