@@ -24,6 +24,7 @@ from .measure import freshness, summary
 MAX_P99_MS = 500
 MIN_DELIVERED = 0.99
 DRAIN_SECONDS = 2.5
+PROBE_SECONDS = 2.0  # the idle scenario's one event per room goes out over this long
 
 
 @dataclass
@@ -249,8 +250,9 @@ def flood(rig, profile):
 
 def idle(rig, profile):
     """Idle watchers (subscribed, 100 jobs) on a fresh server; 100 probe watchers, one per room of
-    their own, tell how fast the server still answers: one event to each probe room. (The same to
-    the idle watchers' rooms, n deliveries, mostly measures these Python watchers at 10k.)"""
+    their own, tell how fast the server still answers: one event to each probe room, the 100
+    spread over ``PROBE_SECONDS``. (The same to the idle watchers' rooms, n deliveries, mostly
+    measures these Python watchers at 10k.)"""
     keys = ("kb_per_idle_watcher", "event_p50_ms_at_10k_watchers")
     if not rig.pushes:
         return dict.fromkeys(keys), dict.fromkeys(
@@ -276,7 +278,9 @@ def idle(rig, profile):
         level.update(_heartbeat_reach(rig, profile, connected + probes))
         for name, targets, expected in (("event", probe_jobs, probes),
                                         ("event_to_idle_rooms", jobs, connected)):
-            sent = rig.publish(targets, None, 10.0, count=len(targets))
+            # spread over PROBE_SECONDS: a pause of the server is then one sample, not all of them
+            sent = rig.publish(targets, len(targets) / PROBE_SECONDS, PROBE_SECONDS + 5.0,
+                               count=len(targets))
             rig.drain(sent.round, expected, 5.0)
             latencies = rig.collect().latencies_ms(sent.round)
             level.update({f"{name}_{k}": v for k, v in summary(latencies).items()})
