@@ -51,7 +51,8 @@ def markdown(results):
         steps = (figures.get("fanout") or {}).get("steps") or []
         passed = [s for s in steps if s["ok"]] or steps[:1]
         if passed:
-            step, busy = passed[-1], passed[-1]["cores_busy"]
+            step = max(passed, key=lambda s: s["target_events_per_s"])
+            busy = step["cores_busy"]
             lines.append(f"| {name} | {_cell(step['events_per_s'])} | {step['server_cpu_ms_per_event']} | "
                          f"{step['publisher_cpu_ms_per_event']} | {busy['server']} / "
                          f"{busy['publishers']} / {busy['watchers']} |")
@@ -98,7 +99,8 @@ def draw_png(results, path):
         if latencies:
             n = len(latencies)
             cdf.plot(latencies, [(i + 1) / n for i in range(n)], label=name)
-        steps = (figures.get("fanout") or {}).get("steps") or []
+        steps = sorted((figures.get("fanout") or {}).get("steps") or [],
+                       key=lambda step: step["target_events_per_s"])  # the refining steps come last
         if steps:
             ramp.plot([s["deliveries_per_s"] or 0.1 for s in steps], [s["p99_ms"] or 0.1 for s in steps],
                       marker="o", label=name)

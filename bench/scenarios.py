@@ -37,6 +37,7 @@ class Profile:
     single_hop_seconds: float = 10.0
     fanout_rates: list = field(default_factory=lambda: [100, 200, 400, 800, 1600, 3200, 6400])
     fanout_seconds: float = 5.0
+    fanout_refine: int = 2  # steps between the last passing and the first failing rate
     flood_seconds: float = 5.0
     idle_counts: list = field(default_factory=lambda: [1000, 5000, 10000])
     submit_seconds: float = 8.0
@@ -48,8 +49,8 @@ class Profile:
         if not quick:
             return cls()
         return cls(quick=True, heartbeat_interval=1.5, single_hop_seconds=3.0,
-                   fanout_rates=[300, 1000, 2000, 4000], fanout_seconds=1.5, flood_seconds=2.0,
-                   idle_counts=[1000], submit_seconds=3.0, retry_failed_step=False,
+                   fanout_rates=[300, 1000, 2000, 4000], fanout_seconds=1.5, fanout_refine=1,
+                   flood_seconds=2.0, idle_counts=[1000], submit_seconds=3.0, retry_failed_step=False,
                    settle_seconds=10.0)
 
 
@@ -124,7 +125,9 @@ def fanout(rig, profile):
     time.sleep(DRAIN_SECONDS if not rig.pushes else 0.5)
     rig.collect()
     profiler = _profiler(rig, "fanout")
-    for rate in profile.fanout_rates:
+
+    def run_step(rate):
+        nonlocal lost, duplicated
         step = _fanout_step(rig, profile, jobs, rate)
         if not step["ok"] and profile.retry_failed_step:
             rig.quiet()
@@ -133,7 +136,13 @@ def fanout(rig, profile):
         lost += step["lost"] + step.get("retried_after", {}).get("lost", 0)
         duplicated += step["duplicated"] + step.get("retried_after", {}).get("duplicated", 0)
         steps.append(step)
+        return step
+
+    failed_at = None
+    for rate in profile.fanout_rates:
+        step = run_step(rate)
         if not step["ok"]:
+            failed_at = rate
             break
         best = step
         if step["events_per_s"] < 0.9 * rate:
@@ -142,6 +151,16 @@ def fanout(rig, profile):
             break
     else:
         notes[key] = f"every step passed; the ramp stops at {profile.fanout_rates[-1]} events/s"
+    if best is not None and failed_at is not None:
+        # the doubling ramp brackets the limit; halve the bracket a few times to place it
+        low, high = best["target_events_per_s"], failed_at
+        for _ in range(profile.fanout_refine):
+            rate = (low + high) // 2
+            step = run_step(rate)
+            if step["ok"] and step["events_per_s"] >= 0.9 * rate:
+                best, low = step, rate
+            else:
+                high = rate
     if best is None:
         notes.setdefault(key, f"the first step ({profile.fanout_rates[0]} events/s) already failed")
     profiled = profiler.stop() if profiler else None
