@@ -51,11 +51,11 @@ def _origin_checker(allowed):
 def _tune_collector():
     """A serving process keeps every client's connection objects alive, about 180 per websocket:
     1.8M objects at 10k. With Python's default thresholds (700, 10, 10) a full collection, which
-    stops the process for about 1.4 s at 10k sockets on a 2-core machine, came every 25 s or so
-    and found nothing to free: short-lived objects (packets, heartbeats) were promoted to the old
-    generation before they died. Collecting the young generations less often lets them die young,
-    so full collections become rare; what is alive once the app is built is left out of every
-    later scan."""
+    stops the process for about 1.4 s at 10k sockets on a 2-core machine, comes every 25 s or so
+    and finds nothing to free: short-lived objects (packets, heartbeats) reach the old generation
+    before they die. Collecting the young generations less often lets them die young, so full
+    collections become rare; what is alive once the app is built is left out of every later
+    scan."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
