@@ -24,7 +24,6 @@ from .measure import freshness, summary
 MAX_P99_MS = 500
 MIN_DELIVERED = 0.99
 DRAIN_SECONDS = 2.5
-PROBE_SECONDS = 2.0  # the idle scenario's one event per room goes out over this long
 
 
 @dataclass
@@ -38,6 +37,7 @@ class Profile:
     fanout_rates: list = field(default_factory=lambda: [100, 200, 400, 800, 1600, 3200, 6400])
     fanout_seconds: float = 5.0
     fanout_refine: int = 2  # steps between the last passing and the first failing rate
+    probe_seconds: float = 2.0  # the idle scenario's one event per room goes out over this long
     flood_seconds: float = 5.0
     idle_counts: list = field(default_factory=lambda: [1000, 5000, 10000])
     submit_seconds: float = 8.0
@@ -49,9 +49,9 @@ class Profile:
         if not quick:
             return cls()
         return cls(quick=True, heartbeat_interval=1.5, single_hop_seconds=3.0,
-                   fanout_rates=[300, 1000, 2000, 4000], fanout_seconds=1.5, fanout_refine=1,
-                   flood_seconds=2.0, idle_counts=[1000], submit_seconds=3.0, retry_failed_step=False,
-                   settle_seconds=10.0)
+                   fanout_rates=[300, 1000, 2000, 4000], fanout_seconds=1.5, fanout_refine=0,
+                   flood_seconds=2.0, idle_counts=[1000], probe_seconds=1.0, submit_seconds=3.0,
+                   retry_failed_step=False, settle_seconds=10.0)
 
 
 def _throttle(rig):
@@ -270,8 +270,8 @@ def flood(rig, profile):
 def idle(rig, profile):
     """Idle watchers (subscribed, 100 jobs) on a fresh server; 100 probe watchers, one per room of
     their own, tell how fast the server still answers: one event to each probe room, the 100
-    spread over ``PROBE_SECONDS``. (The same to the idle watchers' rooms, n deliveries, mostly
-    measures these Python watchers at 10k.)"""
+    spread over ``profile.probe_seconds``. (The same to the idle watchers' rooms, n deliveries,
+    mostly measures these Python watchers at 10k.)"""
     keys = ("kb_per_idle_watcher", "event_p50_ms_at_10k_watchers")
     if not rig.pushes:
         return dict.fromkeys(keys), dict.fromkeys(
@@ -297,9 +297,9 @@ def idle(rig, profile):
         level.update(_heartbeat_reach(rig, profile, connected + probes))
         for name, targets, expected in (("event", probe_jobs, probes),
                                         ("event_to_idle_rooms", jobs, connected)):
-            # spread over PROBE_SECONDS: a pause of the server is then one sample, not all of them
-            sent = rig.publish(targets, len(targets) / PROBE_SECONDS, PROBE_SECONDS + 5.0,
-                               count=len(targets))
+            # spread out in time: a pause of the server is then one sample, not all of them
+            spread = profile.probe_seconds
+            sent = rig.publish(targets, len(targets) / spread, spread + 5.0, count=len(targets))
             rig.drain(sent.round, expected, 5.0)
             latencies = rig.collect().latencies_ms(sent.round)
             level.update({f"{name}_{k}": v for k, v in summary(latencies).items()})
