@@ -26,7 +26,7 @@ class NotifierBackend:
     """The worker path: the product's job store and write-only emitter, one reporter per job."""
 
     def __init__(self):
-        from tasks import reporter
+        from notifier import reporter
 
         self.reporter_module = reporter
         _, self.store = reporter.worker_runtime()  # the worker's own wiring

@@ -26,7 +26,7 @@ def per_call(calls, function):
 
 
 def measure(calls):
-    from tasks import reporter
+    from notifier import reporter
 
     _, store = reporter.worker_runtime()
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from notifier.params import ParamsInvalid, clean_params
 
 from .app import celery_app
-from .reporter import run_job
+from notifier.reporter import run_job
 
 KINDS = {}
 

@@ -162,7 +162,7 @@ def test_markup_in_messages_and_errors_is_shown_as_text(site, stack):
 
     from notifier.settings import Settings
     from notifier.store import FAILURE, JobStore
-    from tasks.reporter import ProgressReporter
+    from notifier.reporter import ProgressReporter
 
     evil = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
     # A job published exactly as a worker publishes it (store, then the message queue), with a

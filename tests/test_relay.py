@@ -6,7 +6,7 @@ import json
 import pytest
 import socketio as python_socketio
 
-from webapp import listeners, relay
+from notifier.flask import listeners, relay
 
 BASES = {"redis": python_socketio.RedisManager, "kombu": python_socketio.KombuManager}
 
@@ -106,7 +106,7 @@ def test_live_events_at_or_below_what_a_client_has_are_not_sent_again(server):
 def beating(server, monkeypatch):
     """The real heartbeat code sending through ``server``, in slices of 2. Where it yields, the
     count of yields is recorded and ``server.meanwhile`` runs: what other work does then."""
-    from webapp import heartbeat
+    from notifier.flask import heartbeat
 
     def yield_turn(seconds):
         server.yields += 1

@@ -8,7 +8,7 @@ import pytest
 from celery.exceptions import Ignore
 
 from processes import wait_for
-from tasks.reporter import KEEPALIVE_INTERVAL, ProgressReporter, run_job
+from notifier.reporter import KEEPALIVE_INTERVAL, ProgressReporter, run_job
 
 
 def keepalive_threads(job_id):

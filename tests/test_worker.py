@@ -61,7 +61,7 @@ def test_primes_reports_each_segment_and_its_count(celery_worker, web, watcher):
 
 def test_the_worker_keeps_one_store_per_process_and_no_emitter_when_the_store_publishes(
         celery_worker, web, watcher):
-    from tasks.reporter import worker_emitter, worker_runtime
+    from notifier.reporter import worker_emitter, worker_runtime
 
     for _ in range(2):
         job = submit(web.url, "sleep", steps=1, interval=0)

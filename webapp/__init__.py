@@ -17,10 +17,12 @@ from notifier.settings import Settings
 from notifier.store import JobStore
 from tasks import KINDS
 
-from . import api, listeners, metrics, pages
+from notifier.flask import blueprint, listeners
+from notifier.flask.heartbeat import start_background_loops
+from notifier.flask.namespace import JobsNamespace
+
+from . import api, metrics, pages
 from .extensions import csrf, limiter, retry_after, socketio
-from .heartbeat import start_background_loops
-from .namespace import JobsNamespace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOCKETIO_CLIENT_DIR = os.path.join(ROOT, "node_modules", "socket.io-client", "dist")
@@ -78,6 +80,7 @@ def create_app(settings=None, *, background_loops=True):
 
     csrf.init_app(app)
     limiter.init_app(app)
+    app.register_blueprint(blueprint)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)

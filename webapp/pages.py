@@ -66,8 +66,8 @@ def job_page(job_id):
     except JobNotFound:
         abort(404)
     except redis.RedisError:
-        return render_template("unavailable.html"), 503
-    return render_template("job.html", job=snapshot, kind=KINDS.get(snapshot["kind"]))
+        return render_template("notifier/unavailable.html"), 503
+    return render_template("notifier/job.html", job=snapshot, kind=KINDS.get(snapshot["kind"]))
 
 
 @bp.get("/healthz")

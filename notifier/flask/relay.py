@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from notifier.events import FINISHED, NAMESPACE, PROGRESS, event_for
 
-from .metrics import EVENTS_RELAYED
+from webapp.metrics import EVENTS_RELAYED
 
 OVERRIDDEN = ("_handle_emit", "basic_leave_room", "basic_close_room")
 

@@ -20,7 +20,7 @@ import redis
 from notifier import events
 from notifier.store import LOST, RUNNING_STATES, JobNotFound, JobRefused
 
-from .extensions import SERVER_ID, socketio
+from webapp.extensions import SERVER_ID, socketio
 
 log = logging.getLogger(__name__)
 
