@@ -1,10 +1,12 @@
 # The two commands of the README: `make run` installs and starts everything; `make test` installs
-# and runs the tests. Both set up .venv (Python 3.11+) and the socket.io browser client from npm.
+# and runs the tests. Both set up .venv (Python 3.11+) with the checkout installed editable with
+# the standalone app's extra, and the socket.io browser client from npm (copied into the package).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SOCKETIO_JS := node_modules/socket.io-client/dist/socket.io.min.js
+VENDORED_JS := notifier/flask/static/vendor/socket.io.min.js
 
 WEB ?= 2
 CLUSTER_DIR := run/cluster
@@ -29,27 +31,27 @@ cluster: install
 test: install-dev chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-install: $(VENV)/.installed $(SOCKETIO_JS)
+install: $(VENV)/.installed $(VENDORED_JS)
 
-install-dev: $(VENV)/.installed-dev $(SOCKETIO_JS)
+install-dev: $(VENV)/.installed-dev $(VENDORED_JS)
 
-install-bench: $(VENV)/.installed-bench $(SOCKETIO_JS)
+install-bench: $(VENV)/.installed-bench $(VENDORED_JS)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml setup.py $(SOCKETIO_JS) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[app]'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml setup.py $(SOCKETIO_JS) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[app,dev]'
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+$(VENV)/.installed-bench: pyproject.toml setup.py $(SOCKETIO_JS) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[app,bench]'
 	touch $@ $(VENV)/.installed
 
 # The official socket.io client, at the version package-lock.json pins (never committed).
@@ -57,6 +59,11 @@ $(SOCKETIO_JS): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm is needed to fetch the socket.io client (apt-get install npm)"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The package serves its own copy (setup.py makes it on every build; this keeps it current).
+$(VENDORED_JS): $(SOCKETIO_JS)
+	mkdir -p $(dir $@)
+	cp $< $@
 
 # Browser tests drive Debian's chromium; as root this installs it, otherwise they are skipped.
 chromium:
@@ -71,4 +78,4 @@ bench: install-bench
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench --json bench/results.json $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules test-artifacts run
+	rm -rf $(VENV) node_modules test-artifacts run $(dir $(VENDORED_JS))

@@ -43,6 +43,13 @@ def worker_runtime():
 
 
 @functools.cache
+def producer_store():
+    """The job store of a process that sends tracked tasks (``ProgressTask.apply_async``) outside
+    a Flask app: impatient, so a submission fails fast while Redis is away."""
+    return JobStore.from_settings(Settings.from_env())
+
+
+@functools.cache
 def worker_emitter():
     """This process's write-only emitter, for a message queue the store does not publish to."""
     # async_mode is explicit: left alone it picks eventlet whenever eventlet is installed.
@@ -75,12 +82,15 @@ class ProgressReporter:
             self._publish(**self._pending)
 
     def progress(self, current, total=None, message=None):
-        """Report how far the job is; raises JobCancelled if a cancel was requested while work
-        remains (once ``current`` reaches ``total`` the work is done, and its result wins)."""
-        done = total is not None and current >= total
+        """Report how far the job is (``current`` None: only a message); raises JobCancelled if a
+        cancel was requested while work remains (once ``current`` reaches ``total`` the work is
+        done, and its result wins)."""
+        done = total is not None and current is not None and current >= total
         if self.cancelled.is_set() and not done:
             raise JobCancelled()
-        changes = {"state": PROGRESS, "current": current}
+        changes = {"state": PROGRESS}
+        if current is not None:
+            changes["current"] = current
         if total is not None:
             changes["total"] = total
         if message is not None:
@@ -175,6 +185,7 @@ def _revoked():
     task = current_task
     if task and task.request.id:
         task.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        task.backend.mark_as_revoked(task.request.id, "cancelled", request=task.request)
     return Ignore()
 
 

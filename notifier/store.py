@@ -123,9 +123,10 @@ class JobStore:
     def _running_key(self):
         return f"{self.prefix}running"
 
-    def create(self, kind, params, *, total=None):
-        """Record a new PENDING job (seq 0, also the first history entry) and return its snapshot."""
-        job_id = str(uuid.uuid4())
+    def create(self, kind, params, *, total=None, job_id=None):
+        """Record a new PENDING job (seq 0, also the first history entry) and return its snapshot;
+        its id is ``job_id`` (a UUID4, e.g. a Celery task's id) or a new one."""
+        job_id = job_id or str(uuid.uuid4())
         raw = {
             "job_id": job_id, "kind": kind, "params": params, "state": PENDING,
             "current": 0, "total": total, "message": "queued", "result": None, "error": None,

@@ -8,15 +8,16 @@ The function receives a ProgressReporter and its cleaned params, and returns a J
             time.sleep(0.5)
         return {"slept": steps}
 
-The web form and the API list and validate exactly what is registered here.
+Each kind is a ``notifier.celery.ProgressTask`` named ``jobs.<name>`` whose jobs have the kind
+``name``. The web form and the API list and validate exactly what is registered here.
 """
 
 from dataclasses import dataclass, field
 
+from notifier.celery import ProgressTask
 from notifier.params import ParamsInvalid, clean_params
 
 from .app import celery_app
-from notifier.reporter import run_job
 
 KINDS = {}
 
@@ -48,9 +49,9 @@ def job_kind(name, *params, title="", check=None):
     """Register ``fn`` as the job kind ``name``; ``check(params)`` may return cross-field errors."""
 
     def register(fn):
-        @celery_app.task(name=f"jobs.{name}")
-        def task(job_id, params):
-            return run_job(job_id, lambda reporter: fn(reporter, **params))
+        @celery_app.task(name=f"jobs.{name}", base=ProgressTask, bind=True, kind=name)
+        def task(self, **params):
+            return fn(self.reporter, **params)
 
         description = (fn.__doc__ or "").strip().split("\n\n")[0]
         KINDS[name] = JobKind(name, {p.name: p for p in params}, task,

@@ -179,7 +179,7 @@ def test_one_process_behind_nginx_serves_pages_assets_and_the_api(deployment):
         page = requests.get(site.url + path, timeout=10)
         assert page.status_code == 200, path
         assets = page_assets(page.text)
-        assert "/static/vendor/socket.io.min.js" in assets and len(assets) >= 3, assets
+        assert "/notifier/static/vendor/socket.io.min.js" in assets and len(assets) >= 3, assets
         for asset in assets:
             answer = requests.get(site.url + asset, timeout=10)
             assert answer.status_code == 200, asset

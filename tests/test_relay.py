@@ -106,6 +106,8 @@ def test_live_events_at_or_below_what_a_client_has_are_not_sent_again(server):
 def beating(server, monkeypatch):
     """The real heartbeat code sending through ``server``, in slices of 2. Where it yields, the
     count of yields is recorded and ``server.meanwhile`` runs: what other work does then."""
+    from flask_socketio import SocketIO
+
     from notifier.flask import heartbeat
 
     def yield_turn(seconds):
@@ -114,16 +116,16 @@ def beating(server, monkeypatch):
 
     server.yields, server.meanwhile = 0, lambda count: None
     monkeypatch.setattr(heartbeat, "HEARTBEAT_SLICE", 2)
-    monkeypatch.setattr(heartbeat.socketio, "server", server)
-    monkeypatch.setattr(heartbeat.socketio, "sleep", yield_turn)
-    return heartbeat
+    socketio = SocketIO()
+    socketio.server, socketio.sleep = server, yield_turn
+    return lambda store: heartbeat.beat(socketio, store)
 
 
 def test_a_job_event_goes_out_between_heartbeat_slices_not_after_all_of_them(server, beating, store):
     sids = [connected(server, f"eio-{n}") for n in range(1, 6)]
     server.manager.enter_room(sids[4], "/jobs", "job")
     server.meanwhile = lambda count: server.manager._handle_emit(job_event(count))
-    beating.beat(store)
+    beating(store)
     sent = [(eio_sid, data[0]) for eio_sid, data in server.sent]
     assert sent == [("eio-1", "heartbeat"), ("eio-2", "heartbeat"), ("eio-5", "progress"),
                     ("eio-3", "heartbeat"), ("eio-4", "heartbeat"), ("eio-5", "progress"),
@@ -135,6 +137,6 @@ def test_a_job_event_goes_out_between_heartbeat_slices_not_after_all_of_them(ser
 def test_each_connected_client_gets_one_heartbeat_and_a_client_that_left_none(server, beating, store):
     sids = [connected(server, f"eio-{n}") for n in range(1, 6)]
     server.manager.disconnect(sids[1], "/jobs")
-    beating.beat(store)
+    beating(store)
     assert sorted(eio_sid for eio_sid, data in server.sent) == ["eio-1", "eio-3", "eio-4", "eio-5"]
     assert server.yields == 2

@@ -1,35 +1,27 @@
-"""The web process: Flask pages and JSON API, and the Socket.IO namespace ``/jobs``.
+"""The standalone web app: the submit form and the jobs API around the notifier's job pages.
 
-``create_app()`` is the one place that wires settings, the job store and the extensions together.
-Serve it with ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (the Procfile) or, with
+``create_app()`` is the one place that wires settings, the notifier and the app's own extensions
+together; it uses ``notifier.flask.JobNotifier`` the way any Flask app would. Serve it with
+``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (the Procfile) or, with
 ``SOCKETIO_ASYNC_MODE=gevent``, ``gunicorn -k gevent -w 1 'webapp:create_app()'`` (see the README).
 """
 
-import gc
 import os
 
-from flask import Flask, request, send_from_directory
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from notifier.events import NAMESPACE
+from notifier.flask import JobNotifier
+from notifier.flask.collector import tune_collector
+from notifier.flask.views import bp as notifier_bp, error_as_json
 from notifier.settings import Settings
-from notifier.store import JobStore
 from tasks import KINDS
 
-from notifier.flask import blueprint, listeners
-from notifier.flask.heartbeat import start_background_loops
-from notifier.flask.namespace import JobsNamespace
-
 from . import api, metrics, pages
-from .extensions import csrf, limiter, retry_after, socketio
+from .extensions import csrf, limiter, retry_after
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOCKETIO_CLIENT_DIR = os.path.join(ROOT, "node_modules", "socket.io-client", "dist")
-MAX_EVENT_BYTES = 16 * 1024  # the largest Socket.IO packet a client may send
-
-# The cyclic garbage collector's thresholds in a serving process: see _tune_collector.
-GC_THRESHOLDS = (50_000, 20, 10)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -40,26 +32,9 @@ SECURITY_HEADERS = {
 }
 
 
-def _origin_checker(allowed):
-    """Socket.IO CORS: the page's own origin always, plus the configured ones."""
-
-    def allow(origin, environ):
-        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
-        return origin == own or origin in allowed
-
-    return allow
-
-
-def _tune_collector():
-    """A serving process keeps every client's connection objects alive, about 180 per websocket:
-    1.8M objects at 10k. With Python's default thresholds (700, 10, 10) a full collection, which
-    stops the process for about 1.4 s at 10k sockets on a 2-core machine, comes every 25 s or so
-    and finds nothing to free: short-lived objects (packets, heartbeats) reach the old generation
-    before they die. Collecting the young generations less often lets them die young, so full
-    collections become rare; what is alive once the app is built is left out of every later
-    scan."""
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+def _kind_title(kind):
+    """The job page's heading: the registered kind's title."""
+    return KINDS[kind].title if kind in KINDS else kind
 
 
 def create_app(settings=None, *, background_loops=True):
@@ -75,57 +50,30 @@ def create_app(settings=None, *, background_loops=True):
         RATELIMIT_STORAGE_URI=settings.redis_url,
         RATELIMIT_KEY_PREFIX=f"{settings.key_prefix}ratelimit",
     )
-    app.extensions["notifier.settings"] = settings
-    app.extensions["notifier.store"] = JobStore.from_settings(settings)
+    JobNotifier(app, settings=settings, kind_title=_kind_title, layout="base.html",
+                background_loops=background_loops)
 
     csrf.init_app(app)
     limiter.init_app(app)
-    app.register_blueprint(blueprint)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
-
-    manager = listeners.relay_manager(settings.message_queue, app.extensions["notifier.store"])
-    socketio.init_app(
-        app,
-        async_mode=settings.async_mode,
-        client_manager=manager,
-        cors_allowed_origins=_origin_checker(settings.cors_allowed_origins),
-        max_http_buffer_size=MAX_EVENT_BYTES,
-        # One client's events are handled one after another, in order: a client that floods
-        # subscribe calls queues behind itself instead of taking every Redis connection.
-        async_handlers=False,
-        logger=settings.socketio_logger,
-        engineio_logger=settings.engineio_logger,
-        **{name: value for name, value in (("ping_interval", settings.ping_interval),
-                                           ("ping_timeout", settings.ping_timeout)) if value},
-    )
-    socketio.on_namespace(JobsNamespace(NAMESPACE, manager, app.extensions["notifier.store"]))
+    csrf.exempt(notifier_bp)  # the notifier's API takes no cookie, so needs no CSRF token
     if settings.trusted_proxies:
-        # Wrapped after socketio.init_app, so it stands in front of Socket.IO's middleware too:
-        # the origin check then sees the scheme and host the browser used, and the rate limit the
-        # client's address. Only the last `trusted_proxies` values of each header are believed.
+        # Wrapped after the notifier's Socket.IO, so it stands in front of Socket.IO's middleware
+        # too: the origin check then sees the scheme and host the browser used, and the rate limit
+        # the client's address. Only the last `trusted_proxies` values of each header are believed.
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
-    metrics.init_app(app, manager, KINDS)
-
-    @app.get("/static/vendor/socket.io.min.js")
-    def socketio_client():
-        """The official socket.io client from its npm package, served from this origin (the CSP allows no other)."""
-        return send_from_directory(SOCKETIO_CLIENT_DIR, "socket.io.min.js", max_age=3600)
+    metrics.init_app(app, KINDS)
 
     @app.errorhandler(HTTPException)
     def http_error(exc):
         """Scripts get JSON errors under /api/, people get the HTML page; a 429 says when to retry."""
-        response = api.http_error_as_json(exc) if request.path.startswith("/api/") else exc.get_response()
+        response = error_as_json(exc) if request.path.startswith("/api/") else exc.get_response()
         if exc.code == 429:
             response.headers["Retry-After"] = str(retry_after())
         return response
-
-    @app.context_processor
-    def page_settings():
-        """What the pages' JavaScript needs to know, e.g. when to call the connection stale."""
-        return {"heartbeat_interval": settings.heartbeat_interval}
 
     @app.after_request
     def security_headers(response):
@@ -135,6 +83,5 @@ def create_app(settings=None, *, background_loops=True):
         return response
 
     if background_loops:
-        _tune_collector()
-        start_background_loops(app)
+        tune_collector()
     return app

@@ -1,33 +1,19 @@
-"""The JSON API under ``/api``: submit, read and cancel jobs. No cookie, no CSRF: JSON only."""
-
-import json
+"""The JSON API under ``/api``: submit jobs and list their kinds (reading and cancelling a job is
+the notifier's). No cookie, no CSRF: JSON only."""
 
 import redis
 from flask import Blueprint, request, url_for
 
+from notifier.flask.views import error
 from notifier.params import ParamsInvalid
-from notifier.store import JobNotFound, JobRefused, is_job_id
 from tasks import KINDS
 
-from .extensions import get_store, submit_rate_limit
-from .jobs import BrokerUnavailable, UnknownKind, cancel_job, submit_job
+from .extensions import submit_rate_limit
+from .jobs import BrokerUnavailable, UnknownKind, submit_job
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 UNAVAILABLE = "job storage or queue is unavailable: nothing was submitted, try again shortly"
-
-
-def error(status, code, message, **extra):
-    return {"error": {"code": code, "message": message, **extra}}, status
-
-
-def _job_or_404(job_id):
-    if not is_job_id(job_id):
-        return None
-    try:
-        return get_store().get(job_id)
-    except JobNotFound:
-        return None
 
 
 @bp.post("/jobs")
@@ -53,7 +39,7 @@ def submit():
         return error(400, "invalid", "; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
     except (redis.RedisError, BrokerUnavailable):
         return error(503, "unavailable", UNAVAILABLE)
-    return snapshot, 202, {"Location": url_for("api.get_job", job_id=snapshot["job_id"])}
+    return snapshot, 202, {"Location": url_for("notifier.get_job", job_id=snapshot["job_id"])}
 
 
 @bp.get("/kinds")
@@ -62,38 +48,8 @@ def kinds():
     return {"kinds": [kind.describe() for kind in KINDS.values()]}
 
 
-@bp.get("/jobs/<job_id>")
-def get_job(job_id):
-    """The job's current snapshot: what a script polls, or reads once after being told of a change."""
-    snapshot = _job_or_404(job_id)
-    if snapshot is None:
-        return error(404, "not_found", f"no job with id {job_id[:64]}")
-    return snapshot
-
-
-@bp.post("/jobs/<job_id>/cancel")
-def cancel(job_id):
-    """Ask a job to stop; the id is the capability, so no cookie or token is needed."""
-    if not is_job_id(job_id):
-        return error(404, "not_found", f"no job with id {job_id[:64]}")
-    try:
-        return cancel_job(job_id), 202
-    except JobNotFound:
-        return error(404, "not_found", f"no job with id {job_id}")
-    except JobRefused as exc:
-        return error(409, "already_final", f"job is already {exc.state}", state=exc.state)
-
-
 @bp.errorhandler(redis.RedisError)
 def redis_down(exc):
     """An outage of the job store is a 503 a script can retry, never a 500."""
     return error(503, "unavailable", "job storage is unavailable, try again shortly")
 
-
-def http_error_as_json(exc):
-    """Any HTTP error under /api/ (404, 405, 413, 429, ...) as the contract's JSON error."""
-    code = (exc.name or "error").lower().replace(" ", "_")
-    response = exc.get_response()
-    response.set_data(json.dumps(error(exc.code, code, exc.description or exc.name)[0]))
-    response.content_type = "application/json"
-    return response

@@ -1,21 +1,15 @@
-"""What the web modules share, each with one accessor: the Flask extensions (created unbound here
-and wired to the app in ``create_app``), this app's settings and job store, the submit rate
-limit, and this process's server id."""
+"""What the standalone app's modules share, each with one accessor: its Flask extensions (created
+unbound here and wired to the app in ``create_app``), the notifier's settings and job store, and
+the submit rate limit."""
 
 import math
-import os
-import socket
 import time
 
 from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_socketio import SocketIO
 from flask_wtf import CSRFProtect
 
-SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"  # names this web process in heartbeats and health
-
-socketio = SocketIO()
 csrf = CSRFProtect()
 # Storage and limits are set in create_app; a Redis outage must not turn every page into a 500.
 # No X-RateLimit-* headers: they cost two more Redis calls on every submission. A refused one
@@ -25,12 +19,12 @@ limiter = Limiter(key_func=get_remote_address, headers_enabled=False, swallow_er
 
 def get_settings():
     """The settings the current app was built with."""
-    return current_app.extensions["notifier.settings"]
+    return current_app.extensions["notifier"].settings
 
 
 def get_store():
     """The current app's job store."""
-    return current_app.extensions["notifier.store"]
+    return current_app.extensions["notifier"].store
 
 
 # Form and API submissions from one address count against the same limit.

@@ -1,12 +1,13 @@
-"""Submitting and cancelling jobs: the web's only way into the job store and the broker."""
+"""Submitting jobs: the form's and the API's one way into the job store and the broker."""
 
 import logging
 
-from notifier import events
+import redis
+from flask import current_app
+
 from tasks import KINDS
 
-from .extensions import get_store, socketio
-from .metrics import JOBS_SUBMITTED
+from .metrics import count_submitted
 
 log = logging.getLogger(__name__)
 
@@ -23,30 +24,19 @@ def submit_job(kind, params):
     """Validate, record and enqueue a job; returns its first snapshot.
 
     Raises UnknownKind or ParamsInvalid for bad input (nothing is recorded), redis errors when the
-    store is down (nothing is recorded) and BrokerUnavailable when the broker is down (the record
-    is removed again).
+    store is down (nothing is recorded) and BrokerUnavailable when the broker is down (the task's
+    ``apply_async`` removed the record again).
     """
     job_kind = KINDS.get(kind) if isinstance(kind, str) else None
     if job_kind is None:
         raise UnknownKind(kind)
     params = job_kind.clean(params)
-    snapshot = get_store().create(kind, params)
-    job_id = snapshot["job_id"]
     try:
-        job_kind.task.apply_async(args=(job_id, params), task_id=job_id)
+        result = job_kind.task.apply_async(kwargs=params)
+    except redis.RedisError:
+        raise  # the store is down: nothing was recorded nor sent
     except Exception as exc:
-        log.error("could not enqueue job %s: %s", job_id, exc)
-        get_store().delete(job_id)
+        log.error("could not enqueue a %s job: %s", kind, exc)
         raise BrokerUnavailable("the job queue is unavailable, try again shortly") from exc
-    JOBS_SUBMITTED.labels(kind=kind).inc()
-    return snapshot
-
-
-def cancel_job(job_id):
-    """Ask a job to stop: a queued job is revoked at once (its worker will skip it), a running one
-    stops at its next step.
-
-    Returns the snapshot; raises JobNotFound, or JobRefused when the job is already final.
-    """
-    revoked = events.cancel(get_store(), socketio, job_id, message="cancelled before it started")
-    return revoked or get_store().get(job_id)
+    count_submitted(current_app, kind)
+    return result.job

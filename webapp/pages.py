@@ -1,15 +1,15 @@
-"""The HTML pages: the submit form, the job page and the health check."""
+"""The HTML pages: the submit form and the health check (the job page is the notifier's)."""
 
 import logging
 
 import redis
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
+from notifier.flask.heartbeat import server_id
 from notifier.params import ParamsInvalid
-from notifier.store import JobNotFound, is_job_id
 from tasks import KINDS
 
-from .extensions import SERVER_ID, get_store, submit_rate_limit
+from .extensions import get_store, submit_rate_limit
 from .forms import SubmitForm, params_forms
 from .jobs import BrokerUnavailable, submit_job
 
@@ -53,21 +53,7 @@ def submit():
     except (redis.RedisError, BrokerUnavailable):
         return _index(form, forms, 503, "The job queue is unavailable right now: nothing was "
                                         "submitted. Please try again in a moment.")
-    return redirect(url_for("pages.job_page", job_id=snapshot["job_id"], transport=_transport()), 303)
-
-
-@bp.get("/jobs/<job_id>")
-def job_page(job_id):
-    """The live job page, rendered with the current snapshot so it shows something before the socket connects."""
-    if not is_job_id(job_id):
-        abort(404)
-    try:
-        snapshot = get_store().get(job_id)
-    except JobNotFound:
-        abort(404)
-    except redis.RedisError:
-        return render_template("notifier/unavailable.html"), 503
-    return render_template("notifier/job.html", job=snapshot, kind=KINDS.get(snapshot["kind"]))
+    return redirect(url_for("notifier.job_page", job_id=snapshot["job_id"], transport=_transport()), 303)
 
 
 @bp.get("/healthz")
@@ -78,5 +64,5 @@ def healthz():
     except redis.RedisError as exc:
         log.warning("health check: Redis is unreachable (%s)", exc)
         # Names what is down, never its address or credentials.
-        return {"status": "unavailable", "redis": "unreachable", "server": SERVER_ID}, 503
-    return {"status": "ok", "redis": "ok", "server": SERVER_ID}
+        return {"status": "unavailable", "redis": "unreachable", "server": server_id()}, 503
+    return {"status": "ok", "redis": "ok", "server": server_id()}

@@ -1,26 +1,20 @@
-"""This process's background loops: a ``heartbeat`` to its clients, and the stalled-job check.
+"""The ``heartbeat``: every ``HEARTBEAT_INTERVAL`` seconds, each web process tells each of its own
+clients that it is alive, with the number of running jobs.
 
-Each web process runs one heartbeat loop and one stall-check loop, started with
-``socketio.start_background_task``. The stall check runs on its own schedule, so switching the
-heartbeat off (``HEARTBEAT_INTERVAL=0``) does not switch off LOST detection. On each check, the
-process that takes a short store lock declares running jobs that showed no sign of life for
-``JOB_STALL_TIMEOUT`` seconds (by Redis's clock) ``LOST``, so several web processes never fight
-over a job.
-
-The heartbeat goes out in slices of ``HEARTBEAT_SLICE`` clients, yielding between them: one
-namespace-wide emit to 10k sockets would queue every job event behind 10k sends (over a second
+Each web process runs one heartbeat loop, started with ``socketio.start_background_task`` once it
+serves. The heartbeat goes out in slices of ``HEARTBEAT_SLICE`` clients, yielding between them:
+one namespace-wide emit to 10k sockets would queue every job event behind 10k sends (over a second
 on one core), while a slice holds them up for a few milliseconds at most.
 """
 
 import logging
+import os
+import socket
 import time
 
 import redis
 
 from notifier import events
-from notifier.store import LOST, RUNNING_STATES, JobNotFound, JobRefused
-
-from webapp.extensions import SERVER_ID, socketio
 
 log = logging.getLogger(__name__)
 
@@ -28,46 +22,13 @@ HEARTBEAT_SLICE = 150  # clients sent one heartbeat before job events get their 
 HEARTBEAT_PAUSE = 0.002  # seconds between slices: job events and replays go first
 
 
-def stall_check_interval(stall_timeout):
-    """How often to look for stalled jobs: a few times per timeout, at most once a second."""
-    return min(1.0, max(0.1, stall_timeout / 4))
-
-
-def declare_stalled_jobs_lost(store, stall_timeout):
-    """Mark each running job silent for ``stall_timeout`` seconds LOST and publish it; returns ids."""
-    lost = []
-    for job_id in store.stalled(stall_timeout):
-        try:
-            events.record(store, socketio, job_id, only_from=RUNNING_STATES, stale_for=stall_timeout,
-                          state=LOST, message="lost",
-                          error=f"no sign of life from its worker for {stall_timeout:g} s")
-        except (JobRefused, JobNotFound):
-            continue  # it moved on, or came back to life, since we looked
-        lost.append(job_id)
-    return lost
-
-
-def _check_stalled(store, settings):
-    interval = stall_check_interval(settings.stall_timeout)
-    while True:
-        socketio.sleep(interval)
-        try:
-            if store.try_lock("stall-check", SERVER_ID, interval * 0.9):
-                for job_id in declare_stalled_jobs_lost(store, settings.stall_timeout):
-                    log.warning("job %s declared LOST", job_id)
-        except redis.RedisError as exc:
-            log.warning("stalled-job check could not reach Redis: %s", exc)
-        except Exception:
-            log.exception("stalled-job check failed")
-
-
-def _beat(store, settings):
+def _beat(socketio, store, settings):
     while True:
         socketio.sleep(settings.heartbeat_interval)
-        beat(store)
+        beat(socketio, store)
 
 
-def beat(store):
+def beat(socketio, store):
     """Send one heartbeat to each of this process's clients, a slice at a time."""
     try:
         active = store.running_count()
@@ -75,14 +36,19 @@ def beat(store):
         active = None
         log.warning("heartbeat could not reach Redis: %s", exc)
     # Each process beats for its own clients only, so it keeps beating through a Redis outage.
-    payload = {"ts": time.time(), "server": SERVER_ID, "active_jobs": active}
-    for clients in _slices(_connected(), HEARTBEAT_SLICE):
+    payload = {"ts": time.time(), "server": server_id(), "active_jobs": active}
+    for clients in _slices(_connected(socketio), HEARTBEAT_SLICE):
         socketio.emit(events.HEARTBEAT, payload, namespace=events.NAMESPACE, to=clients,
                       ignore_queue=True)
         socketio.sleep(HEARTBEAT_PAUSE)
 
 
-def _connected():
+def server_id():
+    """This web process's name (host and pid; a forked process gets its own)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _connected(socketio):
     """The sids of this process's clients on the namespace (each is a room of its own)."""
     return [sid for sid, _ in socketio.server.manager.get_participants(events.NAMESPACE, None)]
 
@@ -91,12 +57,8 @@ def _slices(items, size):
     return (items[start:start + size] for start in range(0, len(items), size))
 
 
-def start_background_loops(app):
-    """Start this process's heartbeat loop (unless switched off) and its stall check, once."""
-    if "notifier.loops" in app.extensions:
-        return
-    store, settings = app.extensions["notifier.store"], app.extensions["notifier.settings"]
-    loops = [socketio.start_background_task(_check_stalled, store, settings)]
-    if settings.heartbeat_interval > 0:
-        loops.append(socketio.start_background_task(_beat, store, settings))
-    app.extensions["notifier.loops"] = loops
+def start(socketio, store, settings):
+    """Start this process's heartbeat loop; None when it is switched off (interval 0)."""
+    if settings.heartbeat_interval <= 0:
+        return None
+    return socketio.start_background_task(_beat, socketio, store, settings)

@@ -40,10 +40,15 @@ class JobsNamespace(Namespace):
     class only parses what clients send and turns failures into error acks.
     """
 
-    def __init__(self, namespace, relay, store):
+    def __init__(self, namespace, relay, store, on_connect=None):
         super().__init__(namespace)
         self.relay, self.store = relay, store
+        self._on_connect = on_connect
 
+    def on_connect(self, auth=None):
+        """A client is here: the process serves (see ``NotifierState.serving``)."""
+        if self._on_connect:
+            self._on_connect()
 
     def on_subscribe(self, data=None):
         """Join a job's room and catch up from ``last_seq``: how every page and client follows a job."""

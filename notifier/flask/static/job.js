@@ -128,7 +128,7 @@
     button.textContent = "Cancelling…";
     let asked = false;
     try {
-      const response = await fetch(`/api/jobs/${job.job_id}/cancel`, { method: "POST" });
+      const response = await fetch($("job").dataset.cancelUrl, { method: "POST" });
       const body = await response.json();
       asked = response.ok;
       if (response.ok) { if (body.seq > job.seq) record(body); }
