@@ -49,14 +49,14 @@ def redis_server_binary():
 class Process:
     """A real child process in its own process group, logging to a file, killed on ``stop``."""
 
-    def __init__(self, name, argv, env, log_dir):
-        self.name, self.argv, self.env = name, argv, env
+    def __init__(self, name, argv, env, log_dir, cwd=ROOT):
+        self.name, self.argv, self.env, self.cwd = name, argv, env, cwd
         self.log_path = os.path.join(log_dir, f"{name}-{time.monotonic_ns()}.log")
         self.popen = None
 
     def start(self):
         self.log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=self.log,
+        self.popen = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=self.log,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
