@@ -59,7 +59,8 @@ class JobNotifier:
     """The notifier in a Flask app: see the module's docstring; ``init_app`` takes the options."""
 
     def __init__(self, app=None, *, socketio=None, url_prefix="", **options):
-        self.socketio = socketio
+        self.socketio = socketio  # after init_app: the SocketIO of the app last given
+        self._given_socketio = socketio  # the app's own, when it was given here
         self.url_prefix = url_prefix
         self.options = options
         if app is not None:
@@ -79,7 +80,7 @@ class JobNotifier:
         settings = options["settings"] or Settings.from_env()
         url_prefix = self.url_prefix if url_prefix is None else url_prefix
         store = JobStore.from_settings(settings)
-        socketio, relay = server.bind(app, socketio or self.socketio, settings, store)
+        socketio, relay = server.bind(app, socketio or self._given_socketio, settings, store)
         state = NotifierState(settings, store, socketio, relay, url_prefix=url_prefix,
                               kind_title=options["kind_title"], layout=options["layout"],
                               background_loops=options["background_loops"])

@@ -1,0 +1,93 @@
+"""``notifier.flask.JobNotifier`` as a Flask extension: per-app state, nothing started until the
+app serves, an app's own SocketIO and namespaces kept, routes under a prefix. Through Flask's and
+Flask-SocketIO's test clients, with the suite's real Redis."""
+
+import threading
+from dataclasses import replace
+
+import pytest
+import socketio as socketio_client
+from flask import Flask
+from flask_socketio import SocketIO
+from werkzeug.serving import make_server
+
+from notifier.flask import JobNotifier
+
+
+@pytest.fixture
+def threading_settings(settings):
+    return replace(settings, async_mode="threading")
+
+
+def test_two_apps_in_one_process_each_have_their_own_notifier(threading_settings, store):
+    first, second = Flask("first"), Flask("second")
+    shared = JobNotifier(url_prefix="/one", background_loops=False)
+    shared.init_app(first, settings=threading_settings)
+    shared.init_app(second, settings=threading_settings, url_prefix="/two")
+    one, two = first.extensions["notifier"], second.extensions["notifier"]
+    assert one is not two and one.socketio is not two.socketio and one.relay is not two.relay
+    job = store.create("report", {})
+    assert first.test_client().get(f"/one/api/jobs/{job['job_id']}").json["job_id"] == job["job_id"]
+    assert second.test_client().get(f"/two/api/jobs/{job['job_id']}").json["job_id"] == job["job_id"]
+    assert first.test_client().get(f"/two/api/jobs/{job['job_id']}").status_code == 404
+
+
+def test_building_it_starts_nothing_and_the_first_request_starts_the_loops_once(threading_settings):
+    before = threading.active_count()
+    app = Flask("lazy")
+    JobNotifier(app, settings=threading_settings)
+    notifier = app.extensions["notifier"]
+    assert threading.active_count() == before and notifier.loops == []
+    client = app.test_client()
+    client.get("/api/jobs/nope")
+    loops = list(notifier.loops)
+    assert len(loops) == 2  # the stall check and the heartbeat
+    client.get("/api/jobs/nope")
+    assert notifier.loops == loops
+
+
+def test_an_apps_own_socketio_keeps_its_namespaces(threading_settings, store):
+    """A real server (werkzeug, threading mode) and a real python-socketio client on two namespaces."""
+    app = Flask("own")
+    socketio = SocketIO(app, async_mode="threading")
+
+    @socketio.on("hello", namespace="/chat")
+    def hello(data):
+        return {"you said": data}
+
+    notifier = JobNotifier(app, socketio=socketio, settings=threading_settings, background_loops=False)
+    assert notifier.socketio is socketio
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = socketio_client.Client()
+    try:
+        client.connect(f"http://127.0.0.1:{server.port}", namespaces=["/chat", "/jobs"],
+                       transports=["polling"], wait_timeout=10)
+        assert client.call("hello", "hi", namespace="/chat", timeout=10) == {"you said": "hi"}
+        job = store.create("report", {})
+        ack = client.call("subscribe", {"job_id": job["job_id"]}, namespace="/jobs", timeout=10)
+        assert ack["ok"] and ack["job"]["job_id"] == job["job_id"]
+        invalid = client.call("subscribe", {"job_id": "nope"}, namespace="/jobs", timeout=10)
+        assert invalid["error"]["code"] == "invalid"
+    finally:
+        client.disconnect()
+        server.shutdown()
+
+
+def test_the_job_page_and_cancel_live_under_the_prefix(threading_settings, store):
+    app = Flask("prefixed")
+    JobNotifier(app, url_prefix="/progress", settings=threading_settings, background_loops=False)
+    client = app.test_client()
+    job = store.create("report", {"n": 1})
+    page = client.get(f"/progress/jobs/{job['job_id']}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "/progress/notifier/static/vendor/socket.io.min.js" in html
+    assert f'data-cancel-url="/progress/api/jobs/{job["job_id"]}/cancel"' in html
+    assert client.get("/progress/notifier/static/vendor/socket.io.min.js").status_code == 200
+    assert client.get(f"/jobs/{job['job_id']}").status_code == 404
+    cancelled = client.post(f"/progress/api/jobs/{job['job_id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json["state"] == "REVOKED"
+    again = client.post(f"/progress/api/jobs/{job['job_id']}/cancel")
+    assert again.status_code == 409 and again.json["error"]["code"] == "already_final"
+    assert client.get("/progress/api/jobs/0").json["error"]["code"] == "not_found"
