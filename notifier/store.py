@@ -9,13 +9,12 @@ Redis's ``TIME``, so hosts with skewed clocks still agree on liveness, leases an
 """
 
 import json
-import os
-import threading
 import uuid
 
 import redis
 
 from . import events, scripts
+from .fastpath import ScriptRunner
 
 PENDING, STARTED, PROGRESS = "PENDING", "STARTED", "PROGRESS"
 SUCCESS, FAILURE, REVOKED, LOST = "SUCCESS", "FAILURE", "REVOKED", "LOST"
@@ -102,8 +101,7 @@ class JobStore:
         route = (channel or "", namespace, events.PROGRESS, events.FINISHED)
         for name in ("create", "update", "cancel", "touch", "stalled"):
             setattr(self, f"_{name}", client.register_script(scripts.load(name, SNAPSHOT_FIELDS, config, route)))
-        self._own = None  # (pid, connection): see _run
-        self._own_lock = threading.Lock()
+        self._run = ScriptRunner(client).run  # how each script reaches Redis: fastpath.py
 
     @classmethod
     def from_settings(cls, settings, *, patient=False):
@@ -189,38 +187,6 @@ class JobStore:
         if status in ("refused", "final"):
             raise JobRefused(reply[1])
         return json.loads(reply[1]) if len(reply) > 1 else None
-
-    def _run(self, script, keys, args):
-        """Run one of the store's scripts; returns its reply.
-
-        A worker runs one for every progress event, and redis-py's layers around a command (the
-        pool, retries, instrumentation) cost as much CPU as the command itself. So a call goes
-        straight to a connection of the store's own when no other thread is using it; on any
-        failure there (Redis away, a reply lost, the script not loaded after a restart) the same
-        call, token and all, is made again through the client, with its retries and script
-        loading. Every script is safe to run twice with the same arguments.
-        """
-        if self._own_lock.acquire(blocking=False):
-            try:
-                connection = self._own_connection()
-                try:
-                    connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args,
-                                            check_health=False)
-                    return connection.read_response()
-                except redis.exceptions.NoScriptError:
-                    pass
-                except (redis.ConnectionError, redis.TimeoutError):
-                    connection.disconnect()
-            finally:
-                self._own_lock.release()
-        return script(keys=keys, args=args)
-
-    def _own_connection(self):
-        pid = os.getpid()
-        if self._own is None or self._own[0] != pid:  # made after a fork, never shared across one
-            pool = self.redis.connection_pool
-            self._own = (pid, pool.connection_class(**pool.connection_kwargs))
-        return self._own[1]
 
     def touch(self, job_id):
         """Record a sign of life from a running job; returns True if a cancel was requested."""
