@@ -7,7 +7,8 @@
         return {"result": 42}
 
 The job is created before the message leaves (``apply_async``, ``delay``): job id = task id,
-``kind`` = the task's name (or its ``kind`` attribute), ``params`` = its kwargs when they are JSON.
+``kind`` = the task's name (or its ``kind`` attribute), ``params`` = its kwargs when they are JSON;
+a task sent some other way (``send_task``) gets its job when it starts.
 On the worker the run goes through ``notifier.reporter.run_job``: ``STARTED``, progress, exactly
 one final event. ``update_state`` is a progress event and still reaches the result backend;
 ``self.reporter`` is the job's ProgressReporter. A ``revoke(id, terminate=True)`` is recorded in
@@ -112,6 +113,7 @@ class ProgressTask(Task):
         request = self.request
         if request.called_directly or not is_job_id(request.id):
             return super().__call__(*args, **kwargs)
+        self._ensure_job(request.id, kwargs)
 
         def body(reporter):
             request.notifier_reporter = reporter
@@ -122,6 +124,13 @@ class ProgressTask(Task):
             return result
 
         return reporting.run_job(request.id, body)
+
+    def _ensure_job(self, job_id, kwargs):
+        """A task sent without ``apply_async`` (``send_task``, a scheduler, another service) has
+        no job yet: it is created as the run starts, so the run is tracked all the same."""
+        store = reporting.worker_runtime()[1]
+        if store.get_field(job_id, "state") is None:
+            store.create(self.kind or self.name, _as_json(dict(kwargs), {}), job_id=job_id)
 
     @property
     def reporter(self):

@@ -58,8 +58,17 @@ def store(url):
 
 
 def finished(store, job_id, timeout=30):
-    return wait_for(lambda: (s := store.get(job_id))["finished_at"] and s, timeout,
-                    message=f"job {job_id} to end")
+    """The job's final snapshot, once there is one (a job may not exist yet)."""
+    from notifier.store import JobNotFound
+
+    def final():
+        try:
+            snapshot = store.get(job_id)
+        except JobNotFound:
+            return None
+        return snapshot["finished_at"] and snapshot
+
+    return wait_for(final, timeout, message=f"job {job_id} to end")
 
 
 def test_the_job_exists_pending_once_delay_returns(progress_app, store):
@@ -74,6 +83,13 @@ def test_the_job_exists_pending_once_delay_returns(progress_app, store):
     states = [event["state"] for event in store.history(result.id)]
     assert states[:2] == ["PENDING", "STARTED"] and states[-1] == "SUCCESS"
     assert final["message"] == "done" and "2 kwargs" in [e["message"] for e in store.history(result.id)]
+
+
+def test_a_task_sent_by_name_gets_its_job_when_it_starts(progress_app, store):
+    result = progress_app.app.send_task("progress_app.echo", kwargs={"a": 1})
+    final = finished(store, result.id)
+    assert (final["state"], final["kind"], final["params"], final["result"]) == \
+        ("SUCCESS", "progress_app.echo", {"a": 1}, 1)
 
 
 def test_kwargs_that_are_not_json_give_empty_params(progress_app, store):
