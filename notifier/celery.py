@@ -90,19 +90,24 @@ class ProgressTask(Task):
 
     kind = None  # the job's kind; None: the task's name
 
-    def apply_async(self, args=None, kwargs=None, task_id=None, **options):
+    def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None,
+                    link_error=None, shadow=None, **options):
         """Create the job (PENDING, seq 0), then send the task; the result's ``.job`` is the
         job's first snapshot. If the broker refuses the message, the job is removed again."""
+        def send(task_id):
+            return super(ProgressTask, self).apply_async(args, kwargs, task_id, producer, link,
+                                                         link_error, shadow, **options)
+
         if task_id is not None and task_id == self.request.id:
-            return super().apply_async(args, kwargs, task_id=task_id, **options)  # a retry
+            return send(task_id)  # a retry of the running task: its job goes on
         task_id = task_id or uuid()
         if not is_job_id(task_id):
             log.warning("task %s has id %r, not a UUID4: it is not tracked", self.name, task_id)
-            return super().apply_async(args, kwargs, task_id=task_id, **options)
+            return send(task_id)
         store = _producer_store()
         job = store.create(self.kind or self.name, _as_json(dict(kwargs or {}), {}), job_id=task_id)
         try:
-            result = super().apply_async(args, kwargs, task_id=task_id, **options)
+            result = send(task_id)
         except BaseException:
             store.delete(task_id)
             raise

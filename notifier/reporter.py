@@ -16,7 +16,7 @@ import threading
 import time
 
 from celery import current_task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Retry
 from flask_socketio import SocketIO
 
 from notifier import events
@@ -172,6 +172,13 @@ class ProgressReporter:
         self._stop.set()
         self._wake.set()
 
+    def requeue(self, message):
+        """The job waits for another run (Celery retries its task): PENDING again, not running."""
+        self.stop()
+        with self._lock:
+            self._flush()
+            self._publish(only_from=RUNNING_STATES, state=PENDING, message=message)
+
     def finish(self, state, *, result=None, error=None, message):
         """Publish the final event (the store refuses any later change), which closes the room."""
         self.stop()
@@ -204,6 +211,10 @@ def run_job(job_id, body):
     except JobCancelled:
         reporter.finish(REVOKED, message="cancelled")
         raise _revoked() from None
+    except Retry as retry:
+        # Celery runs the task again later (self.retry, autoretry_for): the job waits for that run.
+        reporter.requeue(f"retrying {retry.humanize()}")
+        raise
     except JobRefused as refused:
         # Someone else ended the job meanwhile (declared LOST, say): its final event is already out.
         log.warning("job %s was ended elsewhere (%s); dropping its late events", job_id, refused.state)

@@ -49,3 +49,12 @@ def echo(self, **kwargs):
         pass
     self.reporter.log(f"{len(kwargs)} kwargs")
     return len(kwargs)
+
+
+@app.task(bind=True, max_retries=2)
+def flaky_once(self):
+    """Fails its first run and asks Celery to run it again."""
+    if self.request.retries == 0:
+        raise self.retry(countdown=0, exc=ConnectionError("the service was busy"))
+    self.update_state(state="PROGRESS", meta={"current": 1, "total": 1, "status": "second try"})
+    return {"retries": self.request.retries}

@@ -92,6 +92,17 @@ def test_a_task_sent_by_name_gets_its_job_when_it_starts(progress_app, store):
         ("SUCCESS", "progress_app.echo", {"a": 1}, 1)
 
 
+def test_a_retried_task_waits_pending_then_runs_again_as_the_same_job(progress_app, store):
+    result = progress_app.flaky_once.delay()
+    final = finished(store, result.id)
+    assert final["state"] == "SUCCESS" and final["result"] == {"retries": 1}
+    events = [(e["state"], e["message"]) for e in store.history(result.id)]
+    assert events[:4] == [("PENDING", "queued"), ("STARTED", "started"), ("PENDING", "retrying in 0s"),
+                          ("STARTED", "restarted (attempt 2)")]
+    assert [e["seq"] for e in store.history(result.id)] == list(range(final["seq"] + 1))
+    assert result.get(timeout=10) == {"retries": 1}
+
+
 def test_kwargs_that_are_not_json_give_empty_params(progress_app, store):
     result = progress_app.echo.delay(when=datetime.datetime(2026, 1, 1))
     assert store.get(result.id)["params"] == {}

@@ -62,6 +62,8 @@ local function change(KEYS, ARGV)
     ttl = FINISHED_TTL
   elseif new_state == 'STARTED' or new_state == 'PROGRESS' then
     redis.call('ZADD', KEYS[3], t, KEYS[1])
+  else  -- PENDING again (a retry waits for its next run): nothing runs it now
+    redis.call('ZREM', KEYS[3], KEYS[1])
   end
   redis.call('EXPIRE', KEYS[1], ttl)
   local snapshot, job_id = snapshot_json(KEYS[1])
