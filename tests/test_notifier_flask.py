@@ -35,7 +35,8 @@ def test_two_apps_in_one_process_each_have_their_own_notifier(threading_settings
 def test_building_it_starts_nothing_and_the_first_request_starts_the_loops_once(threading_settings):
     before = threading.active_count()
     app = Flask("lazy")
-    JobNotifier(app, settings=threading_settings)
+    # Its loops run on for the rest of the session: give them a store of their own to look at.
+    JobNotifier(app, settings=replace(threading_settings, key_prefix="lazy-loops:"))
     notifier = app.extensions["notifier"]
     assert threading.active_count() == before and notifier.loops == []
     client = app.test_client()

@@ -56,9 +56,18 @@ class NotifierState:
 
 
 class JobNotifier:
-    """The notifier in a Flask app: see the module's docstring; ``init_app`` takes the options."""
+    """The notifier in a Flask app: see the module's docstring. Options (given here or to
+    ``init_app``, which wins): ``settings`` (default: the environment, ``Settings.from_env()``);
+    ``kind_title(kind)``: the job page's heading for a kind (default: the kind); ``layout``: the
+    template the job page extends (it must extend ``notifier/base.html``);
+    ``background_loops=False`` leaves out the heartbeat and the stall check (for tests that drive
+    the app through Flask's client)."""
+
+    DEFAULTS = {"settings": None, "kind_title": None, "layout": "notifier/base.html",
+                "background_loops": True}
 
     def __init__(self, app=None, *, socketio=None, url_prefix="", **options):
+        self._check(options)
         self.socketio = socketio  # after init_app: the SocketIO of the app last given
         self._given_socketio = socketio  # the app's own, when it was given here
         self.url_prefix = url_prefix
@@ -66,17 +75,15 @@ class JobNotifier:
         if app is not None:
             self.init_app(app)
 
-    def init_app(self, app, *, socketio=None, url_prefix=None, settings=None, kind_title=None,
-                 layout="notifier/base.html", background_loops=True):
-        """Add the notifier to ``app``.
+    def _check(self, options):
+        unknown = sorted(set(options) - set(self.DEFAULTS))
+        if unknown:
+            raise TypeError(f"unknown JobNotifier option(s): {', '.join(unknown)}")
 
-        ``settings`` (default: the environment, ``Settings.from_env()``); ``kind_title(kind)``: the
-        job page's heading for a kind (default: the kind); ``layout``: the template the job page
-        extends (it must extend ``notifier/base.html``); ``background_loops=False`` leaves out
-        the heartbeat and the stall check (for tests driving the app through Flask's client).
-        """
-        options = {"settings": settings, "kind_title": kind_title, "layout": layout,
-                   "background_loops": background_loops, **self.options}
+    def init_app(self, app, *, socketio=None, url_prefix=None, **options):
+        """Add the notifier to ``app``; returns what it keeps for it (``app.extensions["notifier"]``)."""
+        self._check(options)
+        options = {**self.DEFAULTS, **self.options, **options}
         settings = options["settings"] or Settings.from_env()
         url_prefix = self.url_prefix if url_prefix is None else url_prefix
         store = JobStore.from_settings(settings)
