@@ -5,7 +5,7 @@ import json
 import redis
 from flask import Blueprint, request, url_for
 
-from notifier.params import ParamsInvalid
+from notifier.params import NAME_CHARS, ParamsInvalid
 from notifier.store import JobNotFound, JobRefused, is_job_id
 from tasks import KINDS
 
@@ -36,12 +36,16 @@ def submit():
     """Validate and enqueue a job for a script; nothing is kept or enqueued unless all of it is valid."""
     if not request.is_json:
         return error(415, "unsupported_media_type", "send the job as application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a job anyone meant to send
+        body = None
     if not isinstance(body, dict):
         return error(400, "invalid_json", 'body must be a JSON object: {"kind": ..., "params": {...}}')
     unknown = sorted(set(body) - {"kind", "params"})
     if unknown:
-        return error(400, "invalid", f"{unknown[0]}: unknown field", fields={unknown[0]: "unknown field"})
+        name = unknown[0][:NAME_CHARS]
+        return error(400, "invalid", f"{name}: unknown field", fields={name: "unknown field"})
     try:
         snapshot = submit_job(body.get("kind"), body.get("params", {}))
     except UnknownKind:
