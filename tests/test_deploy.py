@@ -330,6 +330,11 @@ def test_the_pages_https_origin_through_a_tls_proxy_is_accepted_only_with_truste
                                    headers=headers, wait_timeout=10)
         finally:
             client.disconnect()
+    # The session cookie (CSRF) is Secure only when the proxy's word about https is believed.
+    page = requests.get(site.url + "/", verify=certificate[0], timeout=10)
+    cookie = page.headers["Set-Cookie"]
+    assert cookie.startswith("session=") and "SameSite=Lax" in cookie
+    assert ("; Secure" in cookie) == bool(trusted), cookie
     if not trusted:  # the same connection with the backend's own (http) origin gets through
         client = https_client(origin.replace("https://", "http://"), certificate)
         try:
