@@ -153,6 +153,69 @@ def page_assets(html):
     return [url for url in parser.urls if not url.startswith("data:")]
 
 
+# ---- what the snippets themselves do -----------------------------------------------------------------
+# A recording HTTP server stands in for the web process here: what is checked is what nginx
+# sends to it and what nginx lets through, not the app.
+
+@pytest.fixture
+def recorder():
+    """A backend that answers 200 to anything and keeps the headers of each request it got."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, dict(self.headers)))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield SimpleNamespace(port=server.server_port, seen=seen)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("snippet", [SINGLE, LOAD_BALANCED], ids=["ws", "loadbalance"])
+def test_only_a_websocket_handshake_is_sent_on_as_an_upgrade(recorder, log_dir, snippet):
+    require_nginx()
+    proxy = start_nginx(snippet, [recorder.port], log_dir)
+    try:
+        polling = "/socket.io/?EIO=4&transport=polling"
+        assert requests.get(proxy.url + polling, timeout=10).status_code == 200
+        handshake = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        requests.get(proxy.url + "/socket.io/?EIO=4&transport=websocket", headers=handshake,
+                     timeout=10)
+        (_, poll), (_, upgrade) = recorder.seen
+        assert poll["Connection"].lower() == "close" and "Upgrade" not in poll
+        assert upgrade["Connection"].lower() == "upgrade" and upgrade["Upgrade"] == "websocket"
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("snippet", [SINGLE, LOAD_BALANCED], ids=["ws", "loadbalance"])
+def test_metrics_answer_only_this_machine(recorder, log_dir, snippet):
+    require_nginx()
+    proxy = start_nginx(snippet, [recorder.port], log_dir)
+    try:
+        assert requests.get(proxy.url + "/metrics", timeout=10).status_code == 200
+        elsewhere = session_from("127.0.9.1")  # any address but 127.0.0.1 and ::1
+        assert elsewhere.get(proxy.url + "/metrics", timeout=10).status_code == 403
+        assert elsewhere.get(proxy.url + "/metrics?x=1", timeout=10).status_code == 403
+        assert elsewhere.get(proxy.url + "/healthz", timeout=10).status_code == 200
+        assert [path for path, _ in recorder.seen] == ["/metrics", "/healthz"]
+    finally:
+        proxy.stop()
+
+
 # ---- the settings -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw", ["one", "-1", "1.5"])
