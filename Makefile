@@ -7,27 +7,32 @@ BIN := $(VENV)/bin
 SOCKETIO_JS := node_modules/socket.io-client/dist/socket.io.min.js
 
 WEB ?= 2
-CLUSTER_DIR := run/cluster
+CLUSTER_DIR ?= run/cluster
 SERVER ?= eventlet
+LISTEN ?= 127.0.0.1:8000
+ENV_FILE ?= .env
 
-.PHONY: run cluster test install install-dev install-bench chromium bench clean
+.PHONY: run cluster test venv install install-dev install-bench chromium bench clean
 
 run: install
-	@test -f .env || cp .env.example .env
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+	@test -f $(ENV_FILE) || cp .env.example $(ENV_FILE)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -e $(ENV_FILE) start
 
 # WEB web processes (ports 5000, 5001, ...) behind nginx on 127.0.0.1:8000 (ws.loadbalance.nginx),
 # plus the worker and Redis: deploy/Procfile.cluster, web first so honcho numbers its ports from 5000.
 # SERVER=gevent serves them with gevent (the recommended production server) instead of eventlet.
 cluster: install
-	@test -f .env || cp .env.example .env
+	@test -f $(ENV_FILE) || cp .env.example $(ENV_FILE)
 	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { echo "nginx is needed (apt-get install nginx-light)"; exit 1; }
 	@case "$(SERVER)" in eventlet|gevent) ;; *) echo "SERVER must be eventlet or gevent"; exit 1;; esac
-	$(BIN)/python deploy/nginx_config.py --web $(WEB) --first-port 5000 --listen 127.0.0.1:8000 $(CLUSTER_DIR)
-	CLUSTER_SERVER=$(SERVER) PATH="$(CURDIR)/$(BIN):$$PATH:/usr/sbin" $(BIN)/honcho -f deploy/Procfile.cluster -d . start -p 5000 -c web=$(WEB)
+	$(BIN)/python deploy/nginx_config.py --web $(WEB) --first-port 5000 --listen $(LISTEN) $(CLUSTER_DIR)
+	CLUSTER_DIR="$(abspath $(CLUSTER_DIR))" CLUSTER_SERVER=$(SERVER) PATH="$(CURDIR)/$(BIN):$$PATH:/usr/sbin" \
+	  $(BIN)/honcho -f deploy/Procfile.cluster -e $(ENV_FILE) -d . start -p 5000 -c web=$(WEB)
 
 test: install-dev chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venv: $(BIN)/python
 
 install: $(VENV)/.installed $(SOCKETIO_JS)
 
