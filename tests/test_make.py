@@ -5,6 +5,7 @@ session key, whatever PORT a `.env` made for `make run` says."""
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +49,19 @@ def two_free_ports():
             return port
 
 
+def honcho_under(pid):
+    """The pid of the honcho process below ``pid`` (make, then its shell), or None."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"honcho" in f.read():
+                return pid
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except OSError:
+        return None
+    return next(filter(None, map(honcho_under, children)), None)
+
+
 def listening(port):
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -70,8 +84,8 @@ def cluster(tmp_path_factory, log_dir):
     def healthy(url):
         assert proc.alive(), f"make cluster exited:\n{proc.output()}"
         try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{url}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:  # not listening yet, or still booting
             return False
 
     webs = [f"http://127.0.0.1:{web_port + n}" for n in range(2)]
@@ -79,8 +93,14 @@ def cluster(tmp_path_factory, log_dir):
         for url in webs:
             wait_for(lambda: healthy(url), 60, message=f"the web process at {url}")
         wait_for(lambda: listening(listen), 30, message="nginx")
+        honcho = honcho_under(proc.popen.pid)
         yield type("Cluster", (), {"url": f"http://127.0.0.1:{listen}", "webs": webs, "proc": proc})
     finally:
+        # Ctrl-C, as a person stops it. honcho runs each process in a session of its own, so only
+        # honcho can stop them: wait for it to finish before anything is killed.
+        proc.signal_group(signal.SIGINT)
+        if honcho:
+            wait_for(lambda: not os.path.exists(f"/proc/{honcho}"), 60, message="honcho to stop")
         proc.stop(timeout=30)
 
 
