@@ -71,6 +71,8 @@ def listening(port):
 def cluster(tmp_path_factory, log_dir):
     """`make cluster WEB=2` with a `.env` that sets PORT (as one written for `make run` might)."""
     if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+        if os.environ.get("REQUIRE_NGINX"):
+            pytest.fail("nginx is missing (apt-get install nginx-light)")
         pytest.skip("nginx is not installed (apt-get install nginx-light)")
     folder = tmp_path_factory.mktemp("cluster")
     web_port, redis_port, listen = two_free_ports(), free_port(), free_port()
