@@ -12,7 +12,7 @@ from flask import Flask, has_request_context, request, send_from_directory
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.sansio.utils import host_is_trusted
+from werkzeug.wsgi import host_is_trusted
 
 from notifier.events import NAMESPACE
 from notifier.settings import Settings
