@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 
-UNKNOWN_JOB = "6f1d3b4e-8a1c-4a5e-9d3f-2b7c1e0a9f11"
 HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
 
 
