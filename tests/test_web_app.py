@@ -1,6 +1,6 @@
-"""The web app's own guards, through Flask's and Flask-SocketIO's test clients on a real Redis:
-the session cookie's flags, the host names it answers to, rooms a client may join, and the
-collector's tuning."""
+"""The web app's own guards, on a real Redis, through Flask's test client or served by werkzeug to
+real Socket.IO clients: the session cookie's flags, the host names it answers to, rooms a client
+may join, and the collector's tuning."""
 
 import gc
 import weakref
