@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import requests
-from clients import api_job, submit
+from clients import api_job, cancel, submit
 from processes import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +104,7 @@ def test_watch_exits_non_zero_when_the_job_is_cancelled(stack):
         assert first["seq"] == 0
         wait_for(lambda: api_job(stack.url, job["job_id"])["state"] == "PROGRESS", 20,
                  message="the job to run")
-        assert requests.post(f"{stack.url}/api/jobs/{job['job_id']}/cancel", timeout=5).status_code == 202
+        assert cancel(stack.url, job).status_code == 202
         out, err = watcher.communicate(timeout=30)
     finally:
         watcher.kill()
