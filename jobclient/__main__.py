@@ -133,9 +133,9 @@ def main(argv=None):
     try:
         args = _parse(argv)
         url = args.url.rstrip("/")
-        transports = [args.transport] if args.transport else None
         if args.command == "cancel":
             return _cancel(url, args)
+        transports = [args.transport] if args.transport else None
         if args.command == "submit":
             job_id = _submit(url, args)
             if not args.watch:
