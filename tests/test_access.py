@@ -5,6 +5,7 @@ import hmac
 import re
 
 import pytest
+import redis
 
 from notifier import access
 from notifier.store import PENDING, STARTED, SUCCESS
@@ -216,3 +217,92 @@ def test_the_session_keeps_a_bounded_number_of_recent_tokens(app):
     assert len(cookie.value) < 3000  # browsers drop cookies over 4 KB
     assert [page_token(browser, job_id)[1] for job_id in job_ids] \
         == [False] * 3 + [True] * SESSION_TOKENS
+
+
+# ---- a real run: no token anywhere but with its holder -----------------------------------------
+
+@pytest.mark.e2e
+def test_no_token_appears_in_any_event_the_history_the_store_metrics_or_a_log_line(processes, tmp_path):
+    """Three jobs submitted the three ways (API, form, terminal client), watched and cancelled by
+    their submitters on real gunicorn + celery with every log turned up; then every Socket.IO
+    packet a watcher received, every job's history, the whole Redis, /metrics and every log line
+    are searched for the tokens."""
+    import json
+    import subprocess
+    import sys
+
+    import requests
+
+    from clients import Watcher
+    from processes import ROOT, free_port, process_env, wait_for
+
+    redis_port = free_port()
+    processes.redis(redis_port)
+    env = process_env(f"redis://127.0.0.1:{redis_port}/0", HEARTBEAT_INTERVAL=1,
+                      SOCKETIO_LOGGER=1, ENGINEIO_LOGGER=1,
+                      GUNICORN_CMD_ARGS="--access-logfile - --log-level debug")
+    web, worker = processes.web(env), processes.worker(env, concurrency=3)
+    packets = []
+    watcher = Watcher(web.url, transports=("polling", "websocket"))
+    record = watcher._record_packet
+    watcher._record_packet = lambda text: (packets.append(text), record(text))
+    watcher.connect()
+    cli_env = {**env, "XDG_STATE_HOME": str(tmp_path)}
+
+    def jobclient(*args):
+        run = subprocess.run([sys.executable, "-m", "jobclient", "--url", web.url, *args], cwd=ROOT,
+                             env=cli_env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        return run.stdout + run.stderr
+
+    try:
+        by_api = requests.post(f"{web.url}/api/jobs", json={"kind": "sleep", "params": {
+            "steps": 1000, "interval": 0.05}}, timeout=10).json()
+        browser = requests.Session()
+        form = browser.get(f"{web.url}/", timeout=10).text
+        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
+        page = browser.post(f"{web.url}/jobs", timeout=10, data={
+            "csrf_token": csrf, "kind": "sleep", "sleep-steps": "1000", "sleep-interval": "0.05"})
+        by_form = {"job_id": page.url.rsplit("/", 1)[1],
+                   "cancel_token": re.search(r'data-cancel-token="([^"]+)"', page.text).group(1)}
+        printed = jobclient("submit", "sleep", "--steps", "1000", "--interval", "0.05")
+        [[job_id, token]] = json.loads((tmp_path / "jobclient" / "cancel-tokens.json").read_text())
+        by_cli = {"job_id": job_id, "cancel_token": token}
+        jobs = [by_api, by_form, by_cli]
+        for job in jobs:
+            assert watcher.subscribe(job["job_id"], last_seq=-1)["ok"]
+        wait_for(lambda: all(len(watcher.seqs(job["job_id"])) >= 3 for job in jobs), 30,
+                 message="every job to be under way")
+
+        for job in (by_api, by_form):  # as a script and as the page's script do
+            answer = requests.post(f"{web.url}/api/jobs/{job['job_id']}/cancel", timeout=10,
+                                   headers={"Authorization": f"Bearer {job['cancel_token']}"})
+            assert answer.status_code == 202
+        printed += jobclient("cancel", by_cli["job_id"])
+        for job in jobs:
+            assert watcher.wait_finished(job["job_id"])["state"] == "REVOKED"
+        wait_for(lambda: len(watcher.heartbeats()) >= 2, 10, message="heartbeats")
+        wait_for(lambda: all(f"[{job['job_id']}] ignored" in worker.output() for job in jobs), 20,
+                 message="the worker to log each cancelled job")
+    finally:
+        watcher.close()
+
+    store = redis.Redis(port=redis_port, decode_responses=True)
+    stored = {key: _everything_in(store, key) for key in store.keys("*")}
+    places = {
+        "Socket.IO packets": "\n".join(packets),
+        "Redis (histories, job hashes, queues)": repr(stored),
+        "snapshots": "\n".join(requests.get(f"{web.url}/api/jobs/{job['job_id']}", timeout=5).text
+                               for job in jobs),
+        "/metrics": requests.get(f"{web.url}/metrics", timeout=5).text,
+        "web log": web.output(),
+        "worker log": worker.output(),
+        "the client's output": printed,
+    }
+    for job in jobs:  # the search covers real material: each job is in each place that names it
+        for place in ("Socket.IO packets", "snapshots", "web log", "worker log"):
+            assert job["job_id"] in places[place], place
+        assert any(f"{job['job_id']}" in key for key in stored)
+    leaks = [(place, job["job_id"]) for place, text in places.items() for job in jobs
+             if job["cancel_token"] in text]
+    assert leaks == []
