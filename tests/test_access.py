@@ -84,7 +84,12 @@ def test_the_token_is_shown_once_and_never_in_a_snapshot_or_the_store(client, st
     job = submit(client)
     token = job.pop("cancel_token")
     assert "cancel_token" not in client.get(f"/api/jobs/{job['job_id']}").get_json()
-    assert store.get_field(job["job_id"], access.HASH_FIELD) != token
+    kept = store.get_field(job["job_id"], access.HASH_FIELD)
+    assert access.matches(token, kept) and kept != token
+    # The hash is internal: in neither the snapshot nor the history.
+    for shown in (client.get(f"/api/jobs/{job['job_id']}").get_data(as_text=True),
+                  repr(store.history(job["job_id"]))):
+        assert kept not in shown and access.HASH_FIELD not in shown
     for key in store.redis.keys("*"):
         assert token not in repr(_everything_in(store.redis, key)), key
     assert token not in client.get("/metrics").get_data(as_text=True)
