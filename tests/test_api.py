@@ -17,6 +17,8 @@ def test_submit_answers_202_with_the_snapshot_and_its_location(client, queued):
     response = client.post("/api/jobs", json={"kind": "sleep", "params": {"steps": 3}})
     assert response.status_code == 202
     job = response.get_json()
+    token = job.pop("cancel_token")  # shown this once, beside the snapshot
+    assert isinstance(token, str) and len(token) >= 22
     assert response.headers["Location"] == f"/api/jobs/{job['job_id']}"
     assert job["state"] == "PENDING" and job["seq"] == 0
     assert job["params"] == {"steps": 3, "interval": 0.5}
@@ -112,21 +114,27 @@ def test_unknown_api_routes_and_methods_answer_json(client):
     assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
 
 
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_cancelling_a_queued_job_revokes_it_and_a_second_cancel_is_409(client, store):
     job = client.post("/api/jobs", json={"kind": "sleep", "params": {}}).get_json()
-    response = client.post(f"/api/jobs/{job['job_id']}/cancel")
+    response = client.post(f"/api/jobs/{job['job_id']}/cancel", headers=bearer(job["cancel_token"]))
     assert response.status_code == 202
     assert response.get_json()["state"] == REVOKED
+    assert "cancel_token" not in response.get_json()
     assert store.get(job["job_id"])["state"] == REVOKED
-    again = client.post(f"/api/jobs/{job['job_id']}/cancel")
+    again = client.post(f"/api/jobs/{job['job_id']}/cancel", headers=bearer(job["cancel_token"]))
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "already_final"
 
 
-def test_cancel_of_a_finished_job_is_409(client, store):
-    job_id = store.create("sleep", {})["job_id"]
-    store.update(job_id, state=SUCCESS)
-    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
+def test_cancel_of_a_finished_job_is_409_for_its_submitter(client, store):
+    job = client.post("/api/jobs", json={"kind": "sleep", "params": {}}).get_json()
+    store.update(job["job_id"], state=SUCCESS)
+    assert client.post(f"/api/jobs/{job['job_id']}/cancel",
+                       headers=bearer(job["cancel_token"])).status_code == 409
 
 
 def test_healthz_says_ok_when_redis_answers(client):

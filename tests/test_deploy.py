@@ -21,7 +21,7 @@ import pytest
 import requests
 import socketio
 from requests.adapters import HTTPAdapter
-from clients import ReplayingWatcher, Watcher, in_seq_order, metric, submit
+from clients import ReplayingWatcher, Watcher, cancel, in_seq_order, metric, submit
 from processes import (NAMESPACE, ROOT, Process, free_port, process_env, start_redis, start_web,
                        start_worker, wait_for)
 
@@ -452,7 +452,8 @@ def test_an_announcement_reaches_every_client_on_every_process_with_title_and_bo
 
 
 def test_an_announcement_to_one_job_reaches_only_its_watchers(balanced, spread_clients):
-    watched, other = (submit(balanced.url, steps=300, interval=0.1)["job_id"] for _ in range(2))
+    jobs = [submit(balanced.url, steps=300, interval=0.1) for _ in range(2)]
+    watched, other = (job["job_id"] for job in jobs)
     try:
         for n, client in enumerate(spread_clients):
             if n % 3 != 2:  # a third watch nothing
@@ -468,12 +469,13 @@ def test_an_announcement_to_one_job_reaches_only_its_watchers(balanced, spread_c
             expected = [("Slow", "this one takes a while")] if n % 3 == 0 else []
             assert announcements(client) == expected + [("All", "everyone")], n
     finally:
-        for job_id in (watched, other):
-            requests.post(f"{balanced.url}/api/jobs/{job_id}/cancel", timeout=10)
+        for job in jobs:
+            cancel(balanced.url, job)
 
 
 def test_the_terminal_watcher_prints_announcements(balanced):
-    job_id = submit(balanced.url, steps=300, interval=0.1)["job_id"]
+    job = submit(balanced.url, steps=300, interval=0.1)
+    job_id = job["job_id"]
     logs = tempfile.mkdtemp(prefix="cli-", dir=os.path.join(ROOT, "test-artifacts"))
     watchers = {}
     try:
@@ -495,7 +497,7 @@ def test_the_terminal_watcher_prints_announcements(balanced):
         wait_for(lambda: "announcement: <b>Note</b>: body & more" in open(out.name).read(), 10,
                  message="the printed announcement")
     finally:
-        requests.post(f"{balanced.url}/api/jobs/{job_id}/cancel", timeout=10)
+        cancel(balanced.url, job)
         for proc, out, err in watchers.values():
             proc.wait(30)
             out.close()
