@@ -22,7 +22,7 @@ import math
 from celery import Task, signals
 from kombu.utils.uuid import uuid
 
-from notifier import events, reporter as reporting
+from notifier import access, events, reporter as reporting
 from notifier.store import PENDING, REVOKED, RUNNING_STATES, JobNotFound, JobRefused, is_job_id
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ class ProgressTask(Task):
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None,
                     link_error=None, shadow=None, **options):
         """Create the job (PENDING, seq 0), then send the task; the result's ``.job`` is the
-        job's first snapshot. If the broker refuses the message, the job is removed again."""
+        job's first snapshot and ``.cancel_token`` the token that lets its holder cancel it (the
+        store keeps only its hash). If the broker refuses the message, the job is removed again."""
         def send(task_id):
             return super(ProgressTask, self).apply_async(args, kwargs, task_id, producer, link,
                                                          link_error, shadow, **options)
@@ -105,13 +106,15 @@ class ProgressTask(Task):
             log.warning("task %s has id %r, not a UUID4: it is not tracked", self.name, task_id)
             return send(task_id)
         store = _producer_store()
-        job = store.create(self.kind or self.name, _as_json(dict(kwargs or {}), {}), job_id=task_id)
+        token, internal = access.issue()
+        job = store.create(self.kind or self.name, _as_json(dict(kwargs or {}), {}),
+                           internal=internal, job_id=task_id)
         try:
             result = send(task_id)
         except BaseException:
             store.delete(task_id)
             raise
-        result.job = job
+        result.job, result.cancel_token = job, token
         return result
 
     def __call__(self, *args, **kwargs):

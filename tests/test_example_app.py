@@ -206,9 +206,13 @@ def test_celerys_revoke_with_terminate_ends_the_job_revoked_and_it_never_runs_ag
 
 
 def test_the_notifiers_cancel_stops_the_task_at_its_next_report(example):
-    task_id = start(example, "long", total=600, interval=0.05)["task_id"]
+    task = start(example, "long", total=600, interval=0.05)
+    task_id = task["task_id"]
     wait_for(lambda: job(example, task_id).json()["state"] == "PROGRESS", 30, message="running")
-    answer = requests.post(f"{example.url}/progress/api/jobs/{task_id}/cancel", timeout=10)
+    cancel = f"{example.url}/progress/api/jobs/{task_id}/cancel"
+    assert requests.post(cancel, timeout=10).status_code == 403  # the id alone only watches
+    answer = requests.post(cancel, headers={"Authorization": f"Bearer {task['cancel_token']}"},
+                           timeout=10)
     assert answer.status_code == 202
     final = wait_for(lambda: (j := job(example, task_id).json())["finished_at"] and j, 30,
                      message="the cancelled job to end")

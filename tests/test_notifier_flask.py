@@ -76,19 +76,35 @@ def test_an_apps_own_socketio_keeps_its_namespaces(threading_settings, store):
 
 
 def test_the_job_page_and_cancel_live_under_the_prefix(threading_settings, store):
+    from notifier import access
+
+    token, internal = access.issue()
+    job = store.create("report", {"n": 1}, internal=internal)
     app = Flask("prefixed")
-    JobNotifier(app, url_prefix="/progress", settings=threading_settings, background_loops=False)
+    JobNotifier(app, url_prefix="/progress", settings=threading_settings, background_loops=False,
+                cancel_token_of=lambda job_id: token if job_id == job["job_id"] else None)
     client = app.test_client()
-    job = store.create("report", {"n": 1})
     page = client.get(f"/progress/jobs/{job['job_id']}")
-    assert page.status_code == 200
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "private, no-store"
     html = page.get_data(as_text=True)
     assert "/progress/notifier/static/vendor/socket.io.min.js" in html
     assert f'data-cancel-url="/progress/api/jobs/{job["job_id"]}/cancel"' in html
+    assert f'data-cancel-token="{token}"' in html and 'id="cancel"' in html
     assert client.get("/progress/notifier/static/vendor/socket.io.min.js").status_code == 200
     assert client.get(f"/jobs/{job['job_id']}").status_code == 404
-    cancelled = client.post(f"/progress/api/jobs/{job['job_id']}/cancel")
+    cancel = f"/progress/api/jobs/{job['job_id']}/cancel"
+    assert client.post(cancel).json["error"]["code"] == "forbidden"
+    cancelled = client.post(cancel, headers={"Authorization": f"Bearer {token}"})
     assert cancelled.status_code == 202 and cancelled.json["state"] == "REVOKED"
-    again = client.post(f"/progress/api/jobs/{job['job_id']}/cancel")
+    again = client.post(cancel, headers={"Authorization": f"Bearer {token}"})
     assert again.status_code == 409 and again.json["error"]["code"] == "already_final"
     assert client.get("/progress/api/jobs/0").json["error"]["code"] == "not_found"
+
+
+def test_without_a_token_for_the_viewer_the_page_has_no_cancel(threading_settings, store):
+    app = Flask("watch-only")
+    JobNotifier(app, settings=threading_settings, background_loops=False)
+    job = store.create("report", {})
+    page = app.test_client().get(f"/jobs/{job['job_id']}")
+    assert page.status_code == 200 and "Cache-Control" not in page.headers
+    assert 'id="cancel"' not in page.get_data(as_text=True)

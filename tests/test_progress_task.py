@@ -75,6 +75,11 @@ def test_the_job_exists_pending_once_delay_returns(progress_app, store):
     result = progress_app.echo.delay(size=3, name="x")
     snapshot = store.get(result.id)
     assert result.job == snapshot
+    from notifier import access
+
+    # The caller holds the cancel token; the store only its hash, never in a snapshot.
+    assert access.matches(result.cancel_token, store.get_field(result.id, access.HASH_FIELD))
+    assert result.cancel_token not in str(snapshot)
     assert {k: snapshot[k] for k in ("kind", "params")} == {"kind": "progress_app.echo",
                                                             "params": {"size": 3, "name": "x"}}
     assert store.history(result.id)[0]["state"] == "PENDING" and store.history(result.id)[0]["seq"] == 0

@@ -8,9 +8,11 @@ together; it uses ``notifier.flask.JobNotifier`` the way any Flask app would. Se
 
 import os
 
-from flask import Flask, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, has_request_context, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import host_is_trusted
 
 from notifier.flask import JobNotifier
 from notifier.flask.collector import tune_collector
@@ -37,6 +39,35 @@ def _kind_title(kind):
     return KINDS[kind].title if kind in KINDS else kind
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is ``Secure`` whenever the browser came over https, as the request
+    itself or a trusted proxy (``TRUSTED_PROXIES``) says: it then never travels in clear text,
+    while plain-http development keeps working."""
+
+    def get_cookie_secure(self, app):
+        return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
+
+
+def _allowed_hosts_only(wsgi_app, hosts):
+    """Answer only requests for one of ``hosts`` (``ALLOWED_HOSTS``), pages and Socket.IO alike.
+
+    A DNS-rebinding page reaches this process under its own host name, and the browser treats it
+    as same-origin: refusing unknown host names is what keeps it out (the Socket.IO origin check
+    builds "own origin" from the Host header). Wrapped inside ProxyFix, so behind a trusted proxy
+    it checks the host the browser asked for."""
+    if "*" in hosts:
+        return wsgi_app
+
+    def app(environ, start_response):
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        if not host_is_trusted(host, hosts):
+            return BadRequest("this host name is not one the app serves (ALLOWED_HOSTS)")(
+                environ, start_response)
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def create_app(settings=None, *, background_loops=True):
     """Build the web app from ``settings`` (default: the environment); ``background_loops=False``
     leaves out the heartbeat, the stall check and the collector's tuning (for tests that drive the
@@ -47,11 +78,13 @@ def create_app(settings=None, *, background_loops=True):
         SECRET_KEY=settings.web_secret_key(),
         WTF_CSRF_TIME_LIMIT=None,  # a form left open overnight still submits
         MAX_CONTENT_LENGTH=64 * 1024,
+        SESSION_COOKIE_SAMESITE="Lax",  # and Secure over https: see SessionInterface
         RATELIMIT_STORAGE_URI=settings.redis_url,
         RATELIMIT_KEY_PREFIX=f"{settings.key_prefix}ratelimit",
     )
+    app.session_interface = SessionInterface()
     JobNotifier(app, settings=settings, kind_title=_kind_title, layout="base.html",
-                background_loops=background_loops)
+                cancel_token_of=pages.held_cancel_token, background_loops=background_loops)
 
     csrf.init_app(app)
     limiter.init_app(app)
@@ -59,6 +92,7 @@ def create_app(settings=None, *, background_loops=True):
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     csrf.exempt(notifier_bp)  # the notifier's API takes no cookie, so needs no CSRF token
+    app.wsgi_app = _allowed_hosts_only(app.wsgi_app, settings.allowed_hosts)
     if settings.trusted_proxies:
         # Wrapped after the notifier's Socket.IO, so it stands in front of Socket.IO's middleware
         # too: the origin check then sees the scheme and host the browser used, and the rate limit

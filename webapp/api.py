@@ -5,7 +5,7 @@ import redis
 from flask import Blueprint, request, url_for
 
 from notifier.flask.views import error
-from notifier.params import ParamsInvalid
+from notifier.params import NAME_CHARS, ParamsInvalid
 from tasks import KINDS
 
 from .extensions import submit_rate_limit
@@ -22,14 +22,18 @@ def submit():
     """Validate and enqueue a job for a script; nothing is kept or enqueued unless all of it is valid."""
     if not request.is_json:
         return error(415, "unsupported_media_type", "send the job as application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a job anyone meant to send
+        body = None
     if not isinstance(body, dict):
         return error(400, "invalid_json", 'body must be a JSON object: {"kind": ..., "params": {...}}')
     unknown = sorted(set(body) - {"kind", "params"})
     if unknown:
-        return error(400, "invalid", f"{unknown[0]}: unknown field", fields={unknown[0]: "unknown field"})
+        name = unknown[0][:NAME_CHARS]
+        return error(400, "invalid", f"{name}: unknown field", fields={name: "unknown field"})
     try:
-        snapshot = submit_job(body.get("kind"), body.get("params", {}))
+        snapshot, token = submit_job(body.get("kind"), body.get("params", {}))
     except UnknownKind:
         message = f"unknown kind; one of: {', '.join(KINDS)}"
         return error(400, "invalid", f"kind: {message}", fields={"kind": message})
@@ -39,7 +43,9 @@ def submit():
         return error(400, "invalid", "; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
     except (redis.RedisError, BrokerUnavailable):
         return error(503, "unavailable", UNAVAILABLE)
-    return snapshot, 202, {"Location": url_for("notifier.get_job", job_id=snapshot["job_id"])}
+    # The cancel token is shown this once: the store keeps only its hash.
+    return ({**snapshot, "cancel_token": token}, 202,
+            {"Location": url_for("notifier.get_job", job_id=snapshot["job_id"])})
 
 
 @bp.get("/kinds")

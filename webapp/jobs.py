@@ -21,7 +21,7 @@ class BrokerUnavailable(RuntimeError):
 
 
 def submit_job(kind, params):
-    """Validate, record and enqueue a job; returns its first snapshot.
+    """Validate, record and enqueue a job; returns its first snapshot and its cancel token.
 
     Raises UnknownKind or ParamsInvalid for bad input (nothing is recorded), redis errors when the
     store is down (nothing is recorded) and BrokerUnavailable when the broker is down (the task's
@@ -39,4 +39,4 @@ def submit_job(kind, params):
         log.error("could not enqueue a %s job: %s", kind, exc)
         raise BrokerUnavailable("the job queue is unavailable, try again shortly") from exc
     count_submitted(current_app, kind)
-    return result.job
+    return result.job, result.cancel_token

@@ -62,8 +62,8 @@ def start(name):
     """Start a task with the JSON body as its kwargs; where to poll it, and where to watch it live."""
     task = TASKS[name].apply_async(kwargs=request.get_json(silent=True) or {})
     links = {"status": url_for("status", task_id=task.id)}
-    if name != "cleanup":
-        links["live"] = url_for("notifier.job_page", job_id=task.id)  # notifier
+    if name != "cleanup":  # notifier: where to watch it, and the token that lets its caller cancel it
+        links.update(live=url_for("notifier.job_page", job_id=task.id), cancel_token=task.cancel_token)
     return jsonify(task_id=task.id, **links), 202
 
 

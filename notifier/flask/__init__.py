@@ -32,11 +32,12 @@ class NotifierState:
     """What the notifier keeps for one app: ``app.extensions["notifier"]``."""
 
     def __init__(self, settings, store, socketio, relay, *, url_prefix, kind_title, layout,
-                 background_loops):
+                 cancel_token_of, background_loops):
         self.settings, self.store, self.socketio, self.relay = settings, store, socketio, relay
         self.url_prefix = url_prefix
         self.kind_title = kind_title or (lambda kind: kind)
         self.layout = layout
+        self.cancel_token_of = cancel_token_of or (lambda job_id: None)
         self.background_loops = background_loops
         self.loops = []
         self._serving_pid = None
@@ -59,12 +60,13 @@ class JobNotifier:
     """The notifier in a Flask app: see the module's docstring. Options (given here or to
     ``init_app``, which wins): ``settings`` (default: the environment, ``Settings.from_env()``);
     ``kind_title(kind)``: the job page's heading for a kind (default: the kind); ``layout``: the
-    template the job page extends (it must extend ``notifier/base.html``);
-    ``background_loops=False`` leaves out the heartbeat and the stall check (for tests that drive
+    template the job page extends (it must extend ``notifier/base.html``); ``cancel_token_of(job_id)``:
+    the cancel token the viewer holds for a job, or None (called in the page's request; the page
+    shows Cancel only with one; default: nobody's page does); ``background_loops=False`` leaves out the heartbeat and the stall check (for tests that drive
     the app through Flask's client)."""
 
     DEFAULTS = {"settings": None, "kind_title": None, "layout": "notifier/base.html",
-                "background_loops": True}
+                "cancel_token_of": None, "background_loops": True}
 
     def __init__(self, app=None, *, socketio=None, url_prefix="", **options):
         self._check(options)
@@ -90,6 +92,7 @@ class JobNotifier:
         socketio, relay = server.bind(app, socketio or self._given_socketio, settings, store)
         state = NotifierState(settings, store, socketio, relay, url_prefix=url_prefix,
                               kind_title=options["kind_title"], layout=options["layout"],
+                              cancel_token_of=options["cancel_token_of"],
                               background_loops=options["background_loops"])
         app.extensions["notifier"] = state
         socketio.on_namespace(JobsNamespace(NAMESPACE, relay, store, on_connect=state.serving))

@@ -16,6 +16,8 @@ GC_THRESHOLDS = (50_000, 20, 10)
 
 
 def tune_collector():
-    """Freeze what is alive now and collect the young generations less often."""
+    """Freeze what is alive now (garbage is collected first, so none of it is frozen for good)
+    and collect the young generations less often."""
+    gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)

@@ -9,7 +9,7 @@ import redis
 from flask import Blueprint, abort, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from notifier import events
+from notifier import access, events
 from notifier.store import JobNotFound, JobRefused, is_job_id
 
 bp = Blueprint("notifier", __name__, static_folder="static", static_url_path="/notifier/static",
@@ -36,8 +36,11 @@ def job_page(job_id):
         abort(404)
     except redis.RedisError:
         return render_template("notifier/unavailable.html", layout=notifier.layout), 503
-    return render_template("notifier/job.html", job=snapshot, title=notifier.kind_title(snapshot["kind"]),
-                           layout=notifier.layout)
+    token = notifier.cancel_token_of(job_id)
+    page = render_template("notifier/job.html", job=snapshot, title=notifier.kind_title(snapshot["kind"]),
+                           layout=notifier.layout, cancel_token=token)
+    # A page that carries a cancel token is this viewer's alone: no cache may keep it.
+    return page, 200, {"Cache-Control": "private, no-store"} if token else {}
 
 
 @bp.get("/api/jobs/<job_id>")
@@ -54,16 +57,20 @@ def get_job(job_id):
 @bp.post("/api/jobs/<job_id>/cancel")
 def cancel(job_id):
     """Ask a job to stop: a queued job is revoked at once (its worker will skip it), a running one
-    stops at its next report. The id is the capability, so no cookie or token is needed."""
+    stops at its next report. Only its submitter may: the job's cancel token as a Bearer header
+    (no cookie); a missing and a wrong token get the same answer."""
     if not is_job_id(job_id):
         return error(404, "not_found", f"no job with id {job_id[:64]}")
     notifier = _notifier()
     try:
+        access.check(notifier.store, job_id, access.request_token(request))
         revoked = events.cancel(notifier.store, notifier.socketio, job_id,
                                 message="cancelled before it started")
         return revoked or notifier.store.get(job_id), 202
     except JobNotFound:
         return error(404, "not_found", f"no job with id {job_id}")
+    except access.Forbidden:
+        return error(403, "forbidden", access.FORBIDDEN)
     except JobRefused as exc:
         return error(409, "already_final", f"job is already {exc.state}", state=exc.state)
 
