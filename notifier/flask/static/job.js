@@ -121,9 +121,9 @@
   socket.on("finished", (snapshot) => { if (snapshot.job_id === job.job_id) record(snapshot); });
 
   // ---- controls -----------------------------------------------------------------------------
-  // Only the browser that submitted the job gets the button, with the job's cancel token (the
-  // server renders both for its session alone). A running job stops at its next step: the
-  // button says so until the final event arrives.
+  // Only a viewer the server found the job's cancel token for gets the button, with the token
+  // (the page is rendered for it alone: the submitting browser's session, in the standalone app).
+  // A running job stops at its next step: the button says so until the final event arrives.
   const cancelToken = $("job").dataset.cancelToken;
   if (cancelToken) $("cancel").addEventListener("click", async () => {
     const button = $("cancel");
