@@ -17,7 +17,7 @@ import requests
 
 from clients import Watcher, submit
 from conftest import ARTIFACTS, REDIS_BASE
-from processes import (ROOT, process_env, server_venv, start_flask_run, start_gunicorn_in,
+from processes import (BIN, ROOT, WEB_SERVERS, process_env, server_venv, start_flask_run, start_gunicorn_in,
                        start_python_m, start_uwsgi, start_worker, wait_for)
 
 pytestmark = pytest.mark.e2e
@@ -79,6 +79,15 @@ def websocket_only_client_follows_a_job(url):
         assert direct.wait_finished(job["job_id"])["state"] == "SUCCESS"
     finally:
         direct.close()
+
+
+# ---- gunicorn's workers, with no SOCKETIO_ASYNC_MODE ---------------------------------------------
+
+@pytest.mark.parametrize("server", sorted(WEB_SERVERS))
+def test_each_gunicorn_worker_gets_the_async_mode_that_fits_it_unasked(env, log_dir, serving, server):
+    web = start_gunicorn_in(os.path.dirname(BIN), env, log_dir, *WEB_SERVERS[server])
+    serving(web)
+    assert_serves_jobs_live(web.url)
 
 
 # ---- Flask's development server ------------------------------------------------------------------
