@@ -174,28 +174,24 @@ def _wait_healthy(proc, timeout=30):
     return proc
 
 
-def _serving(name, argv, env, log_dir, port):
-    proc = Process(f"{name}-{port}", argv, env, log_dir).start()
+def _serving(name, argv, env, log_dir, port, cwd=ROOT):
+    proc = Process(f"{name}-{port}", argv, env, log_dir, cwd=cwd).start()
     proc.url, proc.port = f"http://127.0.0.1:{port}", port
     return _wait_healthy(proc)
 
 
-def start_flask_run(env, log_dir, *, debug=False, app_dir=ROOT):
-    """``flask --app webapp run`` (Flask's development server), nothing else set."""
+def start_flask_run(env, log_dir, *options, app_dir=ROOT):
+    """``flask --app webapp run`` (Flask's development server) from ``app_dir``, nothing else set."""
     port = free_port()
-    argv = [os.path.join(BIN, "flask"), "--app", "webapp", "run", "--port", str(port)]
-    if debug:
-        argv.append("--debug")
-    proc = Process(f"flask-run-{port}", argv, env, log_dir, cwd=app_dir).start()
-    proc.url, proc.port = f"http://127.0.0.1:{port}", port
-    return _wait_healthy(proc)
+    return _serving("flask-run", [os.path.join(BIN, "flask"), "--app", "webapp", "run",
+                                  "--port", str(port), *options], env, log_dir, port, app_dir)
 
 
-def start_python_m(env, log_dir, *options):
-    """``python -m webapp --host 127.0.0.1 --port P`` (``socketio.run``) with more flags."""
+def start_python_m(env, log_dir, *options, app_dir=ROOT):
+    """``python -m webapp --host 127.0.0.1 --port P`` (``socketio.run``) from ``app_dir``."""
     port = free_port()
     return _serving("python-m-webapp", [sys.executable, "-m", "webapp", "--host", "127.0.0.1",
-                                        "--port", str(port), *options], env, log_dir, port)
+                                        "--port", str(port), *options], env, log_dir, port, app_dir)
 
 
 def start_uwsgi(venv, env, log_dir):
@@ -227,7 +223,7 @@ def server_venv(directory, *requirements, extra=None):
     shutil.rmtree(directory, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", directory], check=True)
     python = os.path.join(directory, "bin", "python")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "-e",
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-compile", "-e",
                     f"{ROOT}[{extra}]" if extra else ROOT, *requirements],
                    check=True, cwd=ROOT)
     with open(stamp_path, "w") as f:

@@ -124,8 +124,9 @@ def _edit(path, old, new):
     os.utime(path, (later, later))
 
 
-def test_flask_run_debug_reloads_templates_and_code(env, log_dir, serving, checkout_copy):
-    web = start_flask_run(env, log_dir, debug=True, app_dir=checkout_copy)
+@pytest.mark.parametrize("start", [start_flask_run, start_python_m], ids=["flask-run", "python-m"])
+def test_debug_reloads_templates_and_code(env, log_dir, serving, checkout_copy, start):
+    web = start(env, log_dir, "--debug", app_dir=checkout_copy)
     serving(web)
     assert_serves_jobs_live(web.url)
 
@@ -168,6 +169,7 @@ def test_python_m_webapp_without_log_output_logs_no_requests(env, log_dir, servi
 
 # ---- uWSGI with gevent ------------------------------------------------------------------------------
 
+@pytest.mark.timeout(900)  # the first run builds its venv, compiling uWSGI (a few minutes)
 def test_uwsgi_with_gevent_serves_websockets_and_live_jobs(env, log_dir, serving):
     venv = server_venv(os.path.join(VENVS, "uwsgi"), extra="uwsgi")
     web = start_uwsgi(venv, env, log_dir)
@@ -178,6 +180,7 @@ def test_uwsgi_with_gevent_serves_websockets_and_live_jobs(env, log_dir, serving
 
 # ---- gunicorn's GeventWebSocketWorker ---------------------------------------------------------------
 
+@pytest.mark.timeout(600)  # the first run builds its venv
 def test_gunicorn_geventwebsocket_worker_serves_websockets_and_live_jobs(env, log_dir, serving):
     venv = server_venv(os.path.join(VENVS, "gevent-websocket"), GEVENT_WEBSOCKET)
     web = start_gunicorn_in(venv, env, log_dir,
