@@ -149,22 +149,15 @@ def test_debug_reloads_templates_and_code(env, log_dir, serving, checkout_copy, 
 
 # ---- socketio.run ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", [None, "eventlet", "threading"], ids=["default", "eventlet", "threading"])
+@pytest.mark.parametrize("mode", [None, "eventlet"], ids=["default", "eventlet"])
 def test_python_m_webapp_serves_with_socketio_run(env, log_dir, serving, mode):
     environment = dict(env, SOCKETIO_ASYNC_MODE=mode) if mode else env
-    web = start_python_m(environment, log_dir, "--log-output", "--allow-unsafe-werkzeug")
+    web = start_python_m(environment, log_dir, "--log-output")
     serving(web)
     assert_serves_jobs_live(web.url)
     websocket_only_client_follows_a_job(web.url)
     # --log-output reached the server: it logged the requests.
     assert re.search(r"GET /healthz", web.output())
-
-
-def test_python_m_webapp_without_log_output_logs_no_requests(env, log_dir, serving):
-    web = start_python_m(env, log_dir, "--no-log-output")
-    serving(web)
-    requests.get(web.url + "/healthz", timeout=5)
-    assert "GET /healthz" not in web.output()
 
 
 # ---- uWSGI with gevent ------------------------------------------------------------------------------
@@ -194,3 +187,12 @@ def test_the_main_environment_has_no_gevent_websocket():
     # With it installed, engine.io picks it and plain `gunicorn -k gevent` answers websockets 500.
     with pytest.raises(ImportError):
         import geventwebsocket  # noqa: F401
+
+
+def test_the_async_mode_is_left_to_the_server_unless_set():
+    from notifier.settings import Settings
+
+    assert Settings.from_env({}).async_mode is None
+    assert Settings.from_env({"SOCKETIO_ASYNC_MODE": "gevent"}).async_mode == "gevent"
+    with pytest.raises(ValueError, match="SOCKETIO_ASYNC_MODE"):
+        Settings.from_env({"SOCKETIO_ASYNC_MODE": "tornado"})
