@@ -1,5 +1,7 @@
-"""Test helpers for real processes: free ports, waiting with deadlines, redis-server, gunicorn
-and Celery workers started and stopped for real, and what /proc says about them."""
+"""Test helpers for real processes: free ports, waiting with deadlines, redis-server, the web
+servers (gunicorn, uWSGI, ``flask run``, ``python -m webapp``) and Celery workers started and
+stopped for real, venvs of their own for servers the main venv must not have, and what /proc
+says about them."""
 
 import hashlib
 import os
@@ -163,6 +165,8 @@ def start_web(env, log_dir, *, port=None, server="eventlet"):
 
 
 def _wait_healthy(proc, timeout=30):
+    """Wait until a web process answers /healthz (failing at once if it exited)."""
+
     def healthy():
         assert proc.alive(), f"{proc.name} exited:\n{proc.output()}"
         try:
@@ -213,8 +217,8 @@ def start_gunicorn_in(venv, env, log_dir, *worker):
 
 def server_venv(directory, *requirements, extra=None):
     """A venv of its own (no system site-packages) at ``directory`` with this checkout installed
-    editable (with its ``extra``) plus ``requirements``, for a server whose packages the main venv must not have. Kept
-    and reused while pyproject.toml and ``requirements`` stay the same; returns its path."""
+    editable (with its ``extra``) plus ``requirements``, for a server whose packages the main venv
+    must not have. Kept and reused while pyproject.toml and what it installs stay the same."""
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         stamp = hashlib.sha256(f.read() + repr((requirements, extra)).encode()).hexdigest()
     stamp_path = os.path.join(directory, ".built")
