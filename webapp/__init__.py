@@ -1,9 +1,16 @@
 """The web process: Flask pages and JSON API, and the Socket.IO namespace ``/jobs``.
 
 ``create_app()`` is the one place that wires settings, the job store and the extensions together.
-Serve it with ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (the Procfile) or, with
-``SOCKETIO_ASYNC_MODE=gevent``, ``gunicorn -k gevent -w 1 'webapp:create_app()'`` (see the README).
+Serve it with ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (the Procfile), ``gunicorn -k gevent``,
+``flask --app webapp run``, ``python -m webapp`` or uWSGI (see the README): the Socket.IO async mode
+is the one that fits the server unless SOCKETIO_ASYNC_MODE says otherwise.
 """
+
+from .serving import fitting_async_mode, patch_for_run, started_as_main
+
+# `python -m webapp`: the monkey patching of the server it runs precedes every other import.
+if started_as_main():
+    patch_for_run()
 
 import gc
 import os
@@ -119,7 +126,7 @@ def create_app(settings=None, *, background_loops=True):
     manager = listeners.relay_manager(settings.message_queue, app.extensions["notifier.store"])
     socketio.init_app(
         app,
-        async_mode=settings.async_mode,
+        async_mode=settings.async_mode or fitting_async_mode(),
         client_manager=manager,
         cors_allowed_origins=_origin_checker(settings.cors_allowed_origins),
         max_http_buffer_size=MAX_EVENT_BYTES,
