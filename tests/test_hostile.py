@@ -234,3 +234,52 @@ def test_cross_origin_sockets_are_refused_unless_listed_and_submissions_are_rate
     keys = redis.Redis(port=redis_port).keys("*notifier:ratelimit*")
     assert keys, "the limiter keeps its counts in Redis"
     assert len(redis.Redis(port=redis_port).keys("notifier:job:*")) == 3
+
+
+# ---- long-polling: a POST over the size limit is answered, and its socket let go ------------------
+
+def _server_sockets_in_close_wait(port):
+    """The web process's sockets on ``port`` whose client has hung up but which it still holds."""
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                held += int(local.rsplit(":", 1)[1], 16) == port and state == "08"  # CLOSE_WAIT
+    return held
+
+
+def _raw_post(port, path, body, timeout=10):
+    """POST ``body`` over a plain socket; returns the status line, or "" if the server hung up
+    without one. Raises socket.timeout when nothing is answered within ``timeout`` seconds."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        try:
+            sock.sendall(head + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the whole body was read: the answer may still be there
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            return ""
+    return answer.split(b"\r\n", 1)[0].decode()
+
+
+@pytest.mark.web_servers("eventlet", "gevent", "threading")
+@pytest.mark.parametrize("size", [17 * 1024, 2**20], ids=["17KiB", "1MiB"])
+def test_an_oversized_long_polling_post_is_answered_and_its_socket_let_go(processes, size):
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    opened = requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling", timeout=5)
+    sid = json.loads(opened.text[1:])["sid"]
+    packet = ("4" + "x" * size).encode()  # one Engine.IO message, larger than the server takes
+    status = _raw_post(web.port, f"/socket.io/?EIO=4&transport=polling&sid={sid}", packet)
+    assert status in ("HTTP/1.1 413 Payload Too Large", ""), status
+    wait_for(lambda: _server_sockets_in_close_wait(web.port) == 0, 10,
+             message="the web process to close the sockets its clients hung up")
+    # The session is closed: its next poll says so, and the server serves new sessions.
+    closed = requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling&sid={sid}", timeout=5)
+    assert closed.status_code == 400 or closed.text.endswith("1")
+    assert requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling", timeout=5).status_code == 200

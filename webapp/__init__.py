@@ -21,6 +21,7 @@ from . import api, listeners, metrics, pages
 from .extensions import csrf, limiter, retry_after, socketio
 from .heartbeat import start_background_loops
 from .namespace import JobsNamespace
+from .polling import OversizedPollGuard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOCKETIO_CLIENT_DIR = os.path.join(ROOT, "node_modules", "socket.io-client", "dist")
@@ -97,7 +98,9 @@ def create_app(settings=None, *, background_loops=True):
         **{name: value for name, value in (("ping_interval", settings.ping_interval),
                                            ("ping_timeout", settings.ping_timeout)) if value},
     )
-    socketio.on_namespace(JobsNamespace(NAMESPACE, manager, app.extensions["notifier.store"]))
+    socketio.on_namespace(JobsNamespace(NAMESPACE, manager, app.extensions["notifier.store"],
+                                        history_length=settings.history_length))
+    app.wsgi_app = OversizedPollGuard(app.wsgi_app, socketio.server.eio, MAX_EVENT_BYTES)
     if settings.trusted_proxies:
         # Wrapped after socketio.init_app, so it stands in front of Socket.IO's middleware too:
         # the origin check then sees the scheme and host the browser used, and the rate limit the
