@@ -10,7 +10,7 @@ import requests
 import socketio
 import websocket
 
-from clients import Watcher, in_seq_order, metric, submit
+from clients import Watcher, api_job, in_seq_order, metric, submit
 from processes import children, free_port, process_env, rss_bytes, wait_for
 
 FUZZ_ID = str(uuid.uuid4())
@@ -81,7 +81,7 @@ def _flood(url, job_id, calls=1500):
                 wait_for(lambda: len(acks) == n + 1, 30, message=f"{n + 1} subscribe acks")
         wait_for(lambda: len(acks) == calls, 30, message=f"{calls} subscribe acks")
         codes = {ack[0]["error"]["code"] if not ack[0]["ok"] else "ok" for ack in acks}
-        assert codes == {"ok", "not_found", "invalid"}
+        assert codes == {"ok", "not_found", "invalid", "rate_limited"}  # replays: a few, then no more
         # Oversized event through a proper client: its connection is dropped, nobody else's.
         sio.emit("subscribe", {"job_id": "x" * 100_000}, namespace="/jobs")
         wait_for(lambda: not sio.connected, 10, message="the oversized client to be disconnected")
@@ -100,7 +100,9 @@ def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, lo
                       SOCKETIO_PING_INTERVAL=4, SOCKETIO_PING_TIMEOUT=6)
     web = processes.web(env)
     processes.worker(env)
-    job_id = submit(web.url, steps=600, interval=0.1)["job_id"]
+    # Runs until the test cancels it (1,000 s at most): however slow the machine, it is still
+    # running, its room open, when the flooding ends.
+    job_id = submit(web.url, steps=10_000, interval=0.1)["job_id"]
     victim = Watcher(web.url).connect()
     try:
         assert victim.subscribe(job_id, last_seq=-1)["ok"]
@@ -120,6 +122,7 @@ def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, lo
         wait_for(lambda: metric(web.url, "notifier_clients_connected") == 1, 30,
                  message="only the victim to be left connected")
         assert metric(web.url, "notifier_rooms_open") == 1
+        assert api_job(web.url, job_id)["state"] == "PROGRESS"
         requests.post(f"{web.url}/api/jobs/{job_id}/cancel", timeout=5).raise_for_status()
         final = victim.wait_finished(job_id, 30)
         assert final["state"] == "REVOKED"
@@ -283,3 +286,85 @@ def test_an_oversized_long_polling_post_is_answered_and_its_socket_let_go(proces
     closed = requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling&sid={sid}", timeout=5)
     assert closed.status_code == 400 or closed.text.endswith("1")
     assert requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling", timeout=5).status_code == 200
+
+
+# ---- replays: what one connection may ask for ------------------------------------------------------
+
+def _job_with_events(store, count):
+    """A job with ``count`` recorded events (seq 0 .. count - 1), written as a worker would."""
+    job_id = store.create("sleep", {"steps": count, "interval": 0})["job_id"]
+    for step in range(1, count):
+        store.update(job_id, state="PROGRESS", current=step, total=count, message=f"step {step} of {count}")
+    return job_id
+
+
+def test_a_last_seq_beyond_any_seq_is_invalid_or_has_nothing_to_replay(processes, store):
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    job_id = _job_with_events(store, 3)
+    watcher = Watcher(web.url).connect()
+    try:
+        for last_seq in (2**64 - 2, 2**64 - 1, 2**64, 2**53):
+            ack = watcher.subscribe(job_id, last_seq=last_seq)
+            assert ack["ok"] is False and ack["error"]["code"] == "invalid", ack
+        ack = watcher.subscribe(job_id, last_seq=2**53 - 1)  # the largest a browser holds exactly
+        assert ack["ok"] and ack["history_from"] == ack["job"]["seq"] == 2
+        assert watcher.seqs(job_id) == []
+    finally:
+        watcher.close()
+    assert "unavailable" not in web.output()
+
+
+def test_replays_beyond_a_connections_budget_are_refused_as_rate_limited(processes, store):
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    job_id = _job_with_events(store, 1000)
+    greedy, other = Watcher(web.url).connect(), Watcher(web.url).connect()
+    try:
+        acks = [greedy.subscribe(job_id, last_seq=-1) for _ in range(5)]
+        assert [ack["ok"] for ack in acks] == [True, True, False, False, False]
+        refused = acks[2]["error"]
+        assert refused["code"] == "rate_limited" and refused["retry_after"] > 0 and refused["message"]
+        wait_for(lambda: len(greedy.seqs(job_id)) == 2000, 30, message="two whole replays")
+        assert other.subscribe(job_id, last_seq=-1)["ok"], "the budget is per connection"
+        assert greedy.subscribe(job_id, last_seq=998)["ok"], "a small replay still fits"
+    finally:
+        greedy.close()
+        other.close()
+
+
+def test_a_client_asking_for_replays_it_never_reads_cannot_make_the_server_hold_them(processes, store):
+    """100 replays of a 1,000-event job (333 KB each) asked for on one connection that never
+    reads: without a bound the web process holds them all (about 45 MB) until the client goes."""
+    import socket
+
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    [worker_pid] = children(web.pid)
+    job_id = _job_with_events(store, 1000)
+    markers = [store.create("sleep", {"steps": 1})["job_id"] for _ in range(2)]
+    warm = Watcher(web.url).connect()  # a normal replay first: what any process has done once
+    assert warm.subscribe(job_id, last_seq=-1)["ok"]
+    wait_for(lambda: len(warm.seqs(job_id)) == 1000, 30, message="a whole replay")
+    warm.close()
+    wait_for(lambda: metric(web.url, "notifier_clients_connected") == 0, 30, message="no client")
+    before = rss_bytes(worker_pid)
+
+    hostile = websocket.create_connection(
+        web.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5,
+        sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    try:
+        hostile.recv()
+        hostile.send("40/jobs,")
+        for n in range(100):
+            hostile.send('42/jobs,%d["subscribe",{"job_id":"%s","last_seq":-1}]' % (n, job_id))
+        # A client's events are handled in order: once both markers' rooms are open (a refused
+        # subscribe leaves the client out of the job's room), all 100 were.
+        for n, marker in enumerate(markers, 100):
+            hostile.send('42/jobs,%d["subscribe",{"job_id":"%s"}]' % (n, marker))
+        wait_for(lambda: metric(web.url, "notifier_rooms_open") == 2, 60,
+                 message="the hostile client's 102 subscribes to be handled")
+        held = rss_bytes(worker_pid) - before
+    finally:
+        hostile.close()
+    wait_for(lambda: metric(web.url, "notifier_clients_connected") == 0, 30, message="it to leave")
+    left = rss_bytes(worker_pid) - before
+    assert held < 12 * 2**20, f"the web worker grew by {held / 2**20:.1f} MiB for one client"
+    assert left < 12 * 2**20, f"the web worker kept {left / 2**20:.1f} MiB after it left"
