@@ -368,3 +368,21 @@ def test_a_client_asking_for_replays_it_never_reads_cannot_make_the_server_hold_
     left = rss_bytes(worker_pid) - before
     assert held < 12 * 2**20, f"the web worker grew by {held / 2**20:.1f} MiB for one client"
     assert left < 12 * 2**20, f"the web worker kept {left / 2**20:.1f} MiB after it left"
+
+
+def test_malformed_packets_are_logged_as_one_warning_line_now_and_then_not_a_traceback_each(processes):
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    ws = _websocket(web.url)
+    try:
+        ws.send("40/jobs,")
+        for n in range(200):
+            ws.send(["42/jobs,[", '42/jobs,{}', f'42/jobs,{n}["subscribe",{{"last_seq":1{"0" * 400}}}]'][n % 3])
+        ws.send('42/jobs,999["unsubscribe",{}]')  # its ack comes after the junk was handled
+        wait_for(lambda: '43/jobs,999[{"ok":false' in ws.recv(), 30, message="the last ack")
+    finally:
+        ws.close()
+    log = web.output()
+    assert "Traceback" not in log and "handler error" not in log
+    lines = [line for line in log.splitlines() if "malformed packet" in line]
+    assert 1 <= len(lines) <= 2, lines  # one line per 10 s at most
+    assert lines[0].startswith("WARNING: dropped a malformed packet from a client (JSONDecodeError")

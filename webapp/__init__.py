@@ -21,6 +21,7 @@ from . import api, listeners, metrics, pages
 from .extensions import csrf, limiter, retry_after, socketio
 from .heartbeat import start_background_loops
 from .namespace import JobsNamespace
+from .packet_log import quiet_malformed_packets
 from .polling import OversizedPollGuard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +102,7 @@ def create_app(settings=None, *, background_loops=True):
     socketio.on_namespace(JobsNamespace(NAMESPACE, manager, app.extensions["notifier.store"],
                                         history_length=settings.history_length))
     app.wsgi_app = OversizedPollGuard(app.wsgi_app, socketio.server.eio, MAX_EVENT_BYTES)
+    quiet_malformed_packets(socketio.server.eio.logger)
     if settings.trusted_proxies:
         # Wrapped after socketio.init_app, so it stands in front of Socket.IO's middleware too:
         # the origin check then sees the scheme and host the browser used, and the rate limit the
