@@ -291,7 +291,8 @@ def test_after_a_gap_older_than_the_history_the_page_stops_asking_for_it(site, s
     def sent(text):
         asked.extend(int(seq) for seq in re.findall(r'"subscribe",\{[^}]*"last_seq":(-?\d+)', text or ""))
     site.on("request", lambda request: sent(request.post_data) if request.method == "POST" else None)
-    site.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent(frame if isinstance(frame, str) else "")))
+    site.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent(frame if isinstance(frame, str)
+                                                                         else "")))
     site.goto(f"{web.url}/jobs/{job_id}")
     expect(site.locator("#log li")).to_have_count(11)
     assert asked == [-1]
