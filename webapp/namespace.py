@@ -38,12 +38,15 @@ class ReplayBudget:
         self.left, self.at = float(burst), time.monotonic()
 
     def spend(self, events):
-        """Take ``events`` from the budget, or raise ReplayRefused (taking nothing)."""
+        """Take ``events`` from the budget, or raise ReplayRefused (taking nothing). A replay
+        costs at most half the burst: Redis trims a history only approximately, so one may hold
+        more events than the configured length."""
+        cost = min(events, self.burst / 2)
         now = time.monotonic()
         self.left, self.at = min(self.burst, self.left + (now - self.at) * self.rate), now
-        if events > self.left:
-            raise ReplayRefused(math.ceil((events - self.left) / self.rate))
-        self.left -= events
+        if cost > self.left:
+            raise ReplayRefused(math.ceil((cost - self.left) / self.rate))
+        self.left -= cost
 
 
 def _error(code, message):
