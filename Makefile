@@ -7,27 +7,37 @@ BIN := $(VENV)/bin
 SOCKETIO_JS := node_modules/socket.io-client/dist/socket.io.min.js
 
 WEB ?= 2
-CLUSTER_DIR := run/cluster
+CLUSTER_DIR ?= run/cluster
 SERVER ?= eventlet
+LISTEN ?= 127.0.0.1:8000
+ENV_FILE ?= .env
 
-.PHONY: run cluster test install install-dev install-bench chromium bench clean
+.PHONY: run cluster test venv install install-dev install-bench chromium bench clean
 
 run: install
-	@test -f .env || cp .env.example .env
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+	@test -f $(ENV_FILE) || cp .env.example $(ENV_FILE)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -e $(ENV_FILE) start
 
-# WEB web processes (ports 5000, 5001, ...) behind nginx on 127.0.0.1:8000 (ws.loadbalance.nginx),
-# plus the worker and Redis: deploy/Procfile.cluster, web first so honcho numbers its ports from 5000.
+# WEB web processes behind nginx on LISTEN (ws.loadbalance.nginx), plus the worker and Redis:
+# deploy/Procfile.cluster, web first, so honcho numbers their ports from PORT (5000 unless the
+# environment or ENV_FILE sets it), and nginx is configured from the same PORT. The web processes
+# share one SECRET_KEY (from the environment or ENV_FILE, else one kept in CLUSTER_DIR), so a form
+# one of them served still submits to another after a failover.
 # SERVER=gevent serves them with gevent (the recommended production server) instead of eventlet.
 cluster: install
-	@test -f .env || cp .env.example .env
+	@test -f $(ENV_FILE) || cp .env.example $(ENV_FILE)
 	@PATH="$$PATH:/usr/sbin" command -v nginx >/dev/null || { echo "nginx is needed (apt-get install nginx-light)"; exit 1; }
 	@case "$(SERVER)" in eventlet|gevent) ;; *) echo "SERVER must be eventlet or gevent"; exit 1;; esac
-	$(BIN)/python deploy/nginx_config.py --web $(WEB) --first-port 5000 --listen 127.0.0.1:8000 $(CLUSTER_DIR)
-	CLUSTER_SERVER=$(SERVER) PATH="$(CURDIR)/$(BIN):$$PATH:/usr/sbin" $(BIN)/honcho -f deploy/Procfile.cluster -d . start -p 5000 -c web=$(WEB)
+	@mkdir -p $(CLUSTER_DIR) && test -s $(CLUSTER_DIR)/secret_key || \
+	  (umask 077 && $(BIN)/python -c 'import secrets; print(secrets.token_hex(32))' > $(CLUSTER_DIR)/secret_key)
+	$(BIN)/honcho -e $(ENV_FILE) run $(BIN)/python deploy/nginx_config.py --web $(WEB) --listen $(LISTEN) $(CLUSTER_DIR)
+	CLUSTER_DIR="$(abspath $(CLUSTER_DIR))" CLUSTER_SERVER=$(SERVER) PATH="$(CURDIR)/$(BIN):$$PATH:/usr/sbin" \
+	  $(BIN)/honcho -f deploy/Procfile.cluster -e $(ENV_FILE) -d . start -c web=$(WEB)
 
 test: install-dev chromium
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venv: $(VENV)/.ready
 
 install: $(VENV)/.installed $(SOCKETIO_JS)
 
@@ -35,20 +45,25 @@ install-dev: $(VENV)/.installed-dev $(SOCKETIO_JS)
 
 install-bench: $(VENV)/.installed-bench $(SOCKETIO_JS)
 
-$(BIN)/python:
+# Stamped once pip works: a venv whose making was interrupted (Ctrl-C during a first `make run`
+# leaves one without pip) is made again, not taken for done.
+$(VENV)/.ready:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=...)")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+	  echo "making $(VENV)"; rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
+	  $(BIN)/python -m pip install --quiet --upgrade pip; \
+	fi
+	touch $@
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml | $(VENV)/.ready
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/.ready
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-bench: pyproject.toml | $(VENV)/.ready
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@ $(VENV)/.installed
 

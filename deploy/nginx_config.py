@@ -4,7 +4,7 @@ filled in, inside a main config of its own, so nothing under /etc/nginx or /var 
     python deploy/nginx_config.py --web 3 --listen 127.0.0.1:8000 run/cluster
 
 writes ``run/cluster/nginx.conf`` (and the site config it includes) from ws.loadbalance.nginx with
-one upstream server per web process (ports 5000, 5001, 5002); then
+one upstream server per web process (ports 5000, 5001, 5002, or from ``$PORT`` on); then
 ``nginx -e stderr -p run/cluster -c nginx.conf`` runs it in the foreground. ``make cluster`` and the
 tests build their configs here. The snippets' edit points are ``listen 8000;``, the backends
 ``127.0.0.1:5000``, ``127.0.0.1:5001``, … and paths under ``/srv/job-notifier/``.
@@ -108,8 +108,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Write an nginx config for N local web processes.")
     parser.add_argument("run_dir", help="folder for the config, pid, logs and temp files")
     parser.add_argument("--web", type=int, default=2, help="web processes (default: %(default)s)")
-    parser.add_argument("--first-port", type=int, default=5000,
-                        help="port of the first web process; the others follow (default: %(default)s)")
+    # honcho gives the first web process $PORT (5000 unset): the same default keeps the two agreeing.
+    parser.add_argument("--first-port", type=int, default=int(os.environ.get("PORT") or 5000),
+                        help="port of the first web process; the others follow "
+                             "(default: $PORT, else 5000: %(default)s)")
     parser.add_argument("--listen", default="127.0.0.1:8000", help="nginx's address (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.web < 1:

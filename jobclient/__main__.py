@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from . import api
+from . import api, tokens
 from .api import CliError
 from .watch import watch
 
@@ -68,6 +68,12 @@ def build_parser(kinds=()):
     watch_cmd = commands.add_parser("watch", help="follow a job until it ends")
     watch_cmd.add_argument("job_id")
     _watch_options(watch_cmd)
+
+    cancel_cmd = commands.add_parser("cancel", help="stop a job this user submitted")
+    cancel_cmd.add_argument("job_id")
+    cancel_cmd.add_argument("--token", help="the job's cancel token (default: the one its submit "
+                                            f"kept in {tokens.path()})")
+    cancel_cmd.add_argument("--json", action="store_true", help="print the job's snapshot as JSON")
     return parser
 
 
@@ -92,6 +98,7 @@ def _submit(url, args):
     params = {name[len("param_"):]: value for name, value in vars(args).items()
               if name.startswith("param_") and value is not None}
     snapshot = api.submit(url, args.kind, params)
+    _keep_token(snapshot["job_id"], snapshot.pop("cancel_token", None))
     if args.json:
         if not args.watch:  # when watching, the stream starts with this same snapshot
             print(json.dumps(snapshot, separators=(",", ":")), flush=True)
@@ -101,10 +108,33 @@ def _submit(url, args):
     return snapshot["job_id"]
 
 
+def _keep_token(job_id, token):
+    if token is None:
+        return
+    try:
+        tokens.save(job_id, token)
+    except OSError as exc:  # the job runs anyway: say how to cancel it, this once
+        print(f"warning: could not keep the cancel token ({exc}); to cancel this job later: "
+              f"cancel {job_id} --token {token}", file=sys.stderr)
+
+
+def _cancel(url, args):
+    snapshot = api.cancel(url, args.job_id, args.token or tokens.load(args.job_id))
+    if args.json:
+        print(json.dumps(snapshot, separators=(",", ":")), flush=True)
+    elif snapshot["state"] == "REVOKED":
+        print("REVOKED: it had not started")
+    else:
+        print(f"cancel requested: the job ({snapshot['state']}) stops at its next step")
+    return 0
+
+
 def main(argv=None):
     try:
         args = _parse(argv)
         url = args.url.rstrip("/")
+        if args.command == "cancel":
+            return _cancel(url, args)
         transports = [args.transport] if args.transport else None
         if args.command == "submit":
             job_id = _submit(url, args)

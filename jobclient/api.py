@@ -1,4 +1,4 @@
-"""The HTTP half of the client: the kinds a server offers, and submitting a job."""
+"""The HTTP half of the client: the kinds a server offers, submitting a job and cancelling one."""
 
 import requests
 
@@ -40,3 +40,16 @@ def submit(url, kind, params):
     if response.status_code == 429:
         message += f" (retry after {response.headers.get('Retry-After', '?')} s)"
     raise CliError(f"job not submitted ({response.status_code}): {message}")
+
+
+def cancel(url, job_id, token):
+    """Ask the server to stop a job, presenting its cancel token; returns the job's snapshot."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = _request("POST", f"{url}/api/jobs/{job_id}/cancel", headers=headers)
+    if response.status_code == 202:
+        return response.json()
+    message = _error_message(response)
+    if response.status_code == 403:
+        message = ("only the job's submitter may cancel it: no cancel token was saved for it here; "
+                   "give it with --token" if token is None else "that is not this job's cancel token")
+    raise CliError(f"job not cancelled ({response.status_code}): {message}")

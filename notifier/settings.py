@@ -9,6 +9,8 @@ from urllib.parse import urlparse
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOCKETIO_CHANNEL = "flask-socketio"  # Flask-SocketIO's pub/sub channel (python-socketio's is "socketio")
 ASYNC_MODES = ("eventlet", "gevent", "threading")
+# The host names `make run` (127.0.0.1:5000) and `make cluster` (127.0.0.1:8000) are reached by.
+DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1")
 
 
 def _float(environ, name, default):
@@ -57,6 +59,9 @@ class Settings:
     cors_allowed_origins: list[str] = field(default_factory=list)
     submit_rate_limit: str = "60 per minute"
     trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-* headers are believed
+    # Host names the web app answers to ("*": any); a page on any other name is refused, so a
+    # DNS-rebinding page cannot pass as the app's own origin.
+    allowed_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
     # Not in the public contract: tuning knobs with safe defaults.
     history_length: int = 1000
     finished_ttl: float = 24 * 3600
@@ -96,6 +101,7 @@ class Settings:
         if async_mode not in ASYNC_MODES:
             raise ValueError(f"SOCKETIO_ASYNC_MODE must be one of {', '.join(ASYNC_MODES)}")
         origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
+        hosts = [h.strip().lower() for h in env.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
         return cls(
             redis_url=redis_url,
             broker_url=env.get("CELERY_BROKER_URL") or redis_url,
@@ -112,6 +118,7 @@ class Settings:
             cors_allowed_origins=origins,
             submit_rate_limit=env.get("SUBMIT_RATE_LIMIT") or "60 per minute",
             trusted_proxies=_count(env, "TRUSTED_PROXIES", 0),
+            allowed_hosts=hosts or list(DEFAULT_ALLOWED_HOSTS),
             history_length=int(env.get("JOB_HISTORY_LENGTH") or 1000),
             finished_ttl=_float(env, "JOB_FINISHED_TTL", 24 * 3600),
             progress_min_interval=_float(env, "PROGRESS_MIN_INTERVAL", 0.1),

@@ -123,16 +123,23 @@ class JobStore:
     def _running_key(self):
         return f"{self.prefix}running"
 
-    def create(self, kind, params, *, total=None):
-        """Record a new PENDING job (seq 0, also the first history entry) and return its snapshot."""
+    def create(self, kind, params, *, total=None, internal=None):
+        """Record a new PENDING job (seq 0, also the first history entry) and return its snapshot.
+
+        ``internal`` fields (e.g. a cancel token's hash) are kept in the job's hash beside the
+        snapshot's, never in a snapshot; read one back with ``get_field``.
+        """
         job_id = str(uuid.uuid4())
         raw = {
             "job_id": job_id, "kind": kind, "params": params, "state": PENDING,
             "current": 0, "total": total, "message": "queued", "result": None, "error": None,
             "seq": 0, "finished_at": None, "cancel_requested": False, "attempts": 0,
         }
+        internal = internal or {}
+        if set(internal) & {*raw, *SNAPSHOT_FIELDS}:
+            raise ValueError(f"internal fields may not replace the job's own: {sorted(internal)}")
         args = []
-        for name, value in raw.items():
+        for name, value in [*raw.items(), *internal.items()]:
             args += [name, json.dumps(value)]
         created = float(self._run(self._create, self._job_keys(job_id), args))
         return _snapshot({**raw, "created_at": created, "updated_at": created})

@@ -1,5 +1,5 @@
 """Test helpers for clients: real python-socketio watchers that record what they receive, and
-the HTTP calls the tests make (submit, read a job, read a metric)."""
+the HTTP calls the tests make (submit, cancel, read a job, read a metric)."""
 
 import socket
 import threading
@@ -113,6 +113,13 @@ def submit(url, kind="sleep", **params):
     response = requests.post(f"{url}/api/jobs", json={"kind": kind, "params": params}, timeout=10)
     assert response.status_code == 202, response.text
     return response.json()
+
+
+def cancel(url, job, token=None):
+    """Ask to stop a job ``submit`` returned, as its submitter: with its cancel token."""
+    token = job["cancel_token"] if token is None else token
+    return requests.post(f"{url}/api/jobs/{job['job_id']}/cancel",
+                         headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
 def metric(url, name):

@@ -17,6 +17,8 @@ def test_submit_answers_202_with_the_snapshot_and_its_location(client, queued):
     response = client.post("/api/jobs", json={"kind": "sleep", "params": {"steps": 3}})
     assert response.status_code == 202
     job = response.get_json()
+    token = job.pop("cancel_token")  # shown this once, beside the snapshot
+    assert isinstance(token, str) and len(token) >= 22
     assert response.headers["Location"] == f"/api/jobs/{job['job_id']}"
     assert job["state"] == "PENDING" and job["seq"] == 0
     assert job["params"] == {"steps": 3, "interval": 0.5}
@@ -46,6 +48,9 @@ BAD_BODIES = [
     ({"kind": "primes", "params": {"limit": 100_000_001}}, "params.limit"),
     ({"kind": "primes", "params": {"limit": 10**9}}, "params.limit"),
     ({"kind": "sleep", "params": {}, "priority": 1}, "priority"),
+    ({"kind": "sleep", "params": {"interval": 10**400}}, "params.interval"),  # beyond a float
+    ({"kind": "sleep", "params": {"steps": 10**400}}, "params.steps"),
+    ({"kind": "primes", "params": {"limit": 100_000_000, "x" * 5000: 1}}, "params." + "x" * 64),
 ]
 
 
@@ -65,6 +70,27 @@ def test_a_body_that_is_not_a_json_object_is_a_400(client, queued):
         response = client.post("/api/jobs", data=data, content_type="application/json")
         assert response.status_code == 400
         assert response.get_json()["error"]["code"] == "invalid_json"
+    assert queued() == 0
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_a_400(client, queued):
+    for depth in (1000, 30_000):  # 60 KB: under the 64 KB the app takes
+        for data in ("[" * depth + "]" * depth, '{"kind": ' + "[" * depth + "]" * depth + "}"):
+            response = client.post("/api/jobs", data=data, content_type="application/json")
+            assert response.status_code == 400
+            assert response.get_json()["error"]["code"] == "invalid_json"
+    assert queued() == 0
+
+
+def test_an_error_for_thousands_of_unknown_names_stays_short(client, queued):
+    names = {f"p{n}": 1 for n in range(5000)}  # about 60 KB, under the 64 KB the app takes
+    for body in ({"kind": "sleep", "params": names}, {"kind": "sleep", **names},
+                 {"kind": "sleep", "y" * 60_000: 1}):
+        response = client.post("/api/jobs", json=body)
+        assert response.status_code == 400
+        error = response.get_json()["error"]
+        assert error["code"] == "invalid" and error["fields"]
+        assert len(response.get_data()) < 2500, len(response.get_data())
     assert queued() == 0
 
 
@@ -88,26 +114,50 @@ def test_unknown_api_routes_and_methods_answer_json(client):
     assert response.status_code == 405 and response.get_json()["error"]["code"] == "method_not_allowed"
 
 
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
 def test_cancelling_a_queued_job_revokes_it_and_a_second_cancel_is_409(client, store):
     job = client.post("/api/jobs", json={"kind": "sleep", "params": {}}).get_json()
-    response = client.post(f"/api/jobs/{job['job_id']}/cancel")
+    response = client.post(f"/api/jobs/{job['job_id']}/cancel", headers=bearer(job["cancel_token"]))
     assert response.status_code == 202
     assert response.get_json()["state"] == REVOKED
+    assert "cancel_token" not in response.get_json()
     assert store.get(job["job_id"])["state"] == REVOKED
-    again = client.post(f"/api/jobs/{job['job_id']}/cancel")
+    again = client.post(f"/api/jobs/{job['job_id']}/cancel", headers=bearer(job["cancel_token"]))
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "already_final"
 
 
-def test_cancel_of_a_finished_job_is_409(client, store):
-    job_id = store.create("sleep", {})["job_id"]
-    store.update(job_id, state=SUCCESS)
-    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 409
+def test_cancel_of_a_finished_job_is_409_for_its_submitter(client, store):
+    job = client.post("/api/jobs", json={"kind": "sleep", "params": {}}).get_json()
+    store.update(job["job_id"], state=SUCCESS)
+    assert client.post(f"/api/jobs/{job['job_id']}/cancel",
+                       headers=bearer(job["cancel_token"])).status_code == 409
 
 
 def test_healthz_says_ok_when_redis_answers(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.get_json()["status"] == "ok"
+
+
+def test_healthz_says_unavailable_without_naming_where_redis_is(store):
+    from dataclasses import replace
+
+    from processes import free_port
+    from notifier.settings import Settings
+    from webapp import create_app
+
+    unreachable = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    app = create_app(replace(Settings.from_env(), redis_url=unreachable, async_mode="threading"),
+                     background_loops=False)
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "unavailable"
+    assert response.get_json()["redis"] == "unreachable"
+    body = response.get_data(as_text=True)
+    assert "hunter2" not in body and "127.0.0.1" not in body
 
 
 def _samples(client):

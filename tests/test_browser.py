@@ -112,19 +112,41 @@ def test_reloading_mid_job_restores_its_state_and_whole_log(site, stack):
     expect_complete_log(site, job["job_id"], stack)
 
 
-def test_cancel_button_stops_a_running_job(site, stack):
-    job = submit(stack.url, steps=100, interval=0.2)
-    site.goto(site.url_for(f"/jobs/{job['job_id']}"))
+def test_the_submitting_browser_cancels_and_another_browser_only_watches(site, stack, browser):
+    job_id = submit_form(site, steps=100, interval=0.2)
     expect(site.locator("#state")).to_have_text("PROGRESS")
 
-    site.click("#cancel")
-    expect(site.locator("#state")).to_have_text("REVOKED")
-    expect(site.locator("#message")).to_have_text("cancelled")
-    expect(site.locator("#cancel")).to_be_hidden()
-    expect(site.locator("#outcome")).to_be_visible()
-    expect(site).to_have_title("revoked · sleep")
-    assert api_job(stack.url, job["job_id"])["state"] == "REVOKED"
-    assert site.locator("#bar").get_attribute("data-state") == "REVOKED"
+    # The same link in another browser (its own cookies and storage): live progress, no Cancel.
+    other = browser.new_context().new_page()
+    problems = []
+    other.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    try:
+        other.goto(site.url_for(f"/jobs/{job_id}"))
+        expect(other.locator("#connection")).to_have_attribute("data-state", "connected")
+        first = int(other.locator("#log li").last.get_attribute("data-seq"))
+        expect(other.locator("#log li").last).not_to_have_attribute("data-seq", str(first))
+        expect(other.locator("#state")).to_have_text("PROGRESS")
+        assert other.locator("#cancel").count() == 0
+
+        site.click("#cancel")
+        expect(site.locator("#state")).to_have_text("REVOKED")
+        expect(site.locator("#message")).to_have_text("cancelled")
+        expect(site.locator("#cancel")).to_be_hidden()
+        expect(site.locator("#outcome")).to_be_visible()
+        expect(site).to_have_title("revoked · sleep")
+        assert api_job(stack.url, job_id)["state"] == "REVOKED"
+        assert site.locator("#bar").get_attribute("data-state") == "REVOKED"
+        expect(other.locator("#state")).to_have_text("REVOKED")  # the watcher sees it end
+    finally:
+        other.context.close()
+    assert problems == []
+
+
+def test_a_job_submitted_elsewhere_is_watched_without_cancel(site, stack):
+    job = submit(stack.url, steps=20, interval=0.1)
+    site.goto(site.url_for(f"/jobs/{job['job_id']}"))
+    expect(site.locator("#state")).to_have_text("SUCCESS")
+    assert site.locator("#cancel").count() == 0
 
 
 def test_a_failing_job_shows_its_error(site, stack):

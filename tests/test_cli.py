@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import requests
-from clients import api_job, submit
+from clients import api_job, cancel, submit
 from processes import ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -16,9 +16,13 @@ pytestmark = pytest.mark.e2e
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
+# Where the client keeps the cancel tokens it is given: never the real user's home.
+STATE_HOME = os.path.join(ROOT, "test-artifacts", "jobclient-state")
+
+
 def cli_env(**extra):
     env = {k: v for k, v in os.environ.items() if k != "NOTIFIER_URL"}
-    env.update(PYTHONUNBUFFERED="1", COLUMNS="100", **extra)
+    env.update({"PYTHONUNBUFFERED": "1", "COLUMNS": "100", "XDG_STATE_HOME": STATE_HOME, **extra})
     return env
 
 
@@ -50,6 +54,41 @@ def test_server_url_comes_from_notifier_url(stack):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[1].startswith(f"{stack.url}/jobs/")
+
+
+def test_the_submitter_cancels_with_the_kept_token_and_another_user_cannot(stack, tmp_path):
+    mine, theirs = cli_env(XDG_STATE_HOME=str(tmp_path / "me")), cli_env(XDG_STATE_HOME=str(tmp_path / "them"))
+    run = cli(stack, "submit", "sleep", "--steps", "300", "--interval", "0.1", "--json", env=mine)
+    assert run.returncode == 0, run.stderr
+    job = json.loads(run.stdout)
+    assert "cancel_token" not in job  # stdout is snapshots; the token goes to the user's state
+    kept = tmp_path / "me" / "jobclient" / "cancel-tokens.json"
+    assert kept.stat().st_mode & 0o777 == 0o600 and kept.parent.stat().st_mode & 0o777 == 0o700
+    [[job_id, token]] = json.loads(kept.read_text())
+    assert job_id == job["job_id"] and token not in run.stdout + run.stderr
+
+    refused = cli(stack, "cancel", job_id, env=theirs)
+    assert refused.returncode == 2
+    assert "job not cancelled (403)" in refused.stderr and "--token" in refused.stderr
+    wrong = cli(stack, "cancel", job_id, "--token", "x" * 43, env=mine)
+    assert wrong.returncode == 2 and "not this job's cancel token" in wrong.stderr
+    assert api_job(stack.url, job_id)["state"] in ("PENDING", "STARTED", "PROGRESS")
+
+    done = cli(stack, "cancel", job_id, env=mine)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"REVOKED: it had not started|cancel requested: .*", done.stdout.strip())
+    wait_for(lambda: api_job(stack.url, job_id)["state"] == "REVOKED", 20, message="the job to stop")
+    again = cli(stack, "cancel", job_id, env=mine)
+    assert again.returncode == 2 and "job not cancelled (409)" in again.stderr
+
+
+def test_cancel_takes_a_token_given_explicitly(stack, tmp_path):
+    job = submit(stack.url, steps=300, interval=0.1)
+    run = cli(stack, "cancel", job["job_id"], "--token", job["cancel_token"], "--json",
+              env=cli_env(XDG_STATE_HOME=str(tmp_path)))
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["job_id"] == job["job_id"]
+    wait_for(lambda: api_job(stack.url, job["job_id"])["state"] == "REVOKED", 20, message="the job to stop")
 
 
 def test_watch_prints_each_message_and_exits_0_on_success(stack):
@@ -104,7 +143,7 @@ def test_watch_exits_non_zero_when_the_job_is_cancelled(stack):
         assert first["seq"] == 0
         wait_for(lambda: api_job(stack.url, job["job_id"])["state"] == "PROGRESS", 20,
                  message="the job to run")
-        assert requests.post(f"{stack.url}/api/jobs/{job['job_id']}/cancel", timeout=5).status_code == 202
+        assert cancel(stack.url, job).status_code == 202
         out, err = watcher.communicate(timeout=30)
     finally:
         watcher.kill()

@@ -21,7 +21,7 @@ import pytest
 import requests
 import socketio
 from requests.adapters import HTTPAdapter
-from clients import ReplayingWatcher, Watcher, in_seq_order, metric, submit
+from clients import ReplayingWatcher, Watcher, cancel, in_seq_order, metric, submit
 from processes import (NAMESPACE, ROOT, Process, free_port, process_env, start_redis, start_web,
                        start_worker, wait_for)
 
@@ -151,6 +151,69 @@ def page_assets(html):
     parser = Links()
     parser.feed(html)
     return [url for url in parser.urls if not url.startswith("data:")]
+
+
+# ---- what the snippets themselves do -----------------------------------------------------------------
+# A recording HTTP server stands in for the web process here: what is checked is what nginx
+# sends to it and what nginx lets through, not the app.
+
+@pytest.fixture
+def recorder():
+    """A backend that answers 200 to anything and keeps the headers of each request it got."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, dict(self.headers)))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield SimpleNamespace(port=server.server_port, seen=seen)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("snippet", [SINGLE, LOAD_BALANCED], ids=["ws", "loadbalance"])
+def test_only_a_websocket_handshake_is_sent_on_as_an_upgrade(recorder, log_dir, snippet):
+    require_nginx()
+    proxy = start_nginx(snippet, [recorder.port], log_dir)
+    try:
+        polling = "/socket.io/?EIO=4&transport=polling"
+        assert requests.get(proxy.url + polling, timeout=10).status_code == 200
+        handshake = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                     "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        requests.get(proxy.url + "/socket.io/?EIO=4&transport=websocket", headers=handshake,
+                     timeout=10)
+        (_, poll), (_, upgrade) = recorder.seen
+        assert poll["Connection"].lower() == "close" and "Upgrade" not in poll
+        assert upgrade["Connection"].lower() == "upgrade" and upgrade["Upgrade"] == "websocket"
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("snippet", [SINGLE, LOAD_BALANCED], ids=["ws", "loadbalance"])
+def test_metrics_answer_only_this_machine(recorder, log_dir, snippet):
+    require_nginx()
+    proxy = start_nginx(snippet, [recorder.port], log_dir)
+    try:
+        assert requests.get(proxy.url + "/metrics", timeout=10).status_code == 200
+        elsewhere = session_from("127.0.9.1")  # any address but 127.0.0.1 and ::1
+        assert elsewhere.get(proxy.url + "/metrics", timeout=10).status_code == 403
+        assert elsewhere.get(proxy.url + "/metrics?x=1", timeout=10).status_code == 403
+        assert elsewhere.get(proxy.url + "/healthz", timeout=10).status_code == 200
+        assert [path for path, _ in recorder.seen] == ["/metrics", "/healthz"]
+    finally:
+        proxy.stop()
 
 
 # ---- the settings -----------------------------------------------------------------------------------
@@ -330,6 +393,11 @@ def test_the_pages_https_origin_through_a_tls_proxy_is_accepted_only_with_truste
                                    headers=headers, wait_timeout=10)
         finally:
             client.disconnect()
+    # The session cookie (CSRF) is Secure only when the proxy's word about https is believed.
+    page = requests.get(site.url + "/", verify=certificate[0], timeout=10)
+    cookie = page.headers["Set-Cookie"]
+    assert cookie.startswith("session=") and "SameSite=Lax" in cookie
+    assert ("; Secure" in cookie) == bool(trusted), cookie
     if not trusted:  # the same connection with the backend's own (http) origin gets through
         client = https_client(origin.replace("https://", "http://"), certificate)
         try:
@@ -384,7 +452,8 @@ def test_an_announcement_reaches_every_client_on_every_process_with_title_and_bo
 
 
 def test_an_announcement_to_one_job_reaches_only_its_watchers(balanced, spread_clients):
-    watched, other = (submit(balanced.url, steps=300, interval=0.1)["job_id"] for _ in range(2))
+    jobs = [submit(balanced.url, steps=300, interval=0.1) for _ in range(2)]
+    watched, other = (job["job_id"] for job in jobs)
     try:
         for n, client in enumerate(spread_clients):
             if n % 3 != 2:  # a third watch nothing
@@ -400,12 +469,13 @@ def test_an_announcement_to_one_job_reaches_only_its_watchers(balanced, spread_c
             expected = [("Slow", "this one takes a while")] if n % 3 == 0 else []
             assert announcements(client) == expected + [("All", "everyone")], n
     finally:
-        for job_id in (watched, other):
-            requests.post(f"{balanced.url}/api/jobs/{job_id}/cancel", timeout=10)
+        for job in jobs:
+            cancel(balanced.url, job)
 
 
 def test_the_terminal_watcher_prints_announcements(balanced):
-    job_id = submit(balanced.url, steps=300, interval=0.1)["job_id"]
+    job = submit(balanced.url, steps=300, interval=0.1)
+    job_id = job["job_id"]
     logs = tempfile.mkdtemp(prefix="cli-", dir=os.path.join(ROOT, "test-artifacts"))
     watchers = {}
     try:
@@ -427,7 +497,7 @@ def test_the_terminal_watcher_prints_announcements(balanced):
         wait_for(lambda: "announcement: <b>Note</b>: body & more" in open(out.name).read(), 10,
                  message="the printed announcement")
     finally:
-        requests.post(f"{balanced.url}/api/jobs/{job_id}/cancel", timeout=10)
+        cancel(balanced.url, job)
         for proc, out, err in watchers.values():
             proc.wait(30)
             out.close()

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from clients import ReplayingWatcher, Watcher, api_job, in_seq_order, kill_transport, metric, submit
+from clients import (ReplayingWatcher, Watcher, api_job, cancel, in_seq_order, kill_transport, metric,
+                     submit)
 from processes import children, free_port, process_env, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
@@ -154,41 +155,43 @@ def test_a_job_whose_whole_worker_dies_is_rerun_by_another_worker(processes):
 
 def test_cancelling_a_running_job_stops_it_at_its_next_step(processes):
     stack = start_stack(processes)
-    job_id = submit(stack.web.url, steps=200, interval=0.1)["job_id"]
+    job = submit(stack.web.url, steps=200, interval=0.1)
+    job_id = job["job_id"]
     with following(stack.web.url, job_id) as watcher:
-        response = requests.post(f"{stack.web.url}/api/jobs/{job_id}/cancel", timeout=5)
+        response = cancel(stack.web.url, job)
         assert response.status_code == 202
         final = watcher.wait_finished(job_id, 20)
         assert final["state"] == "REVOKED" and final["current"] < 200
         assert_gap_free(watcher.job_events(job_id), final["seq"])
         wait_for(lambda: metric(stack.web.url, "notifier_rooms_open") == 0, 10,
                  message="the job's room to be closed")
-        again = requests.post(f"{stack.web.url}/api/jobs/{job_id}/cancel", timeout=5)
+        again = cancel(stack.web.url, job)
         assert again.status_code == 409 and again.json()["error"]["code"] == "already_final"
 
 
 def test_cancelling_a_queued_job_revokes_it_before_it_starts(processes):
     stack = start_stack(processes, concurrency=1)
-    busy = submit(stack.web.url, steps=300, interval=0.1)["job_id"]
+    busy_job = submit(stack.web.url, steps=300, interval=0.1)
+    busy = busy_job["job_id"]
     wait_for(lambda: api_job(stack.web.url, busy)["state"] == "PROGRESS", 30,
              message="the only pool process to be busy")
-    queued = submit(stack.web.url, steps=5, interval=0.1)["job_id"]
+    queued_job = submit(stack.web.url, steps=5, interval=0.1)
+    queued = queued_job["job_id"]
     watcher = Watcher(stack.web.url).connect()
     try:
         assert watcher.subscribe(queued, last_seq=-1)["ok"]
-        response = requests.post(f"{stack.web.url}/api/jobs/{queued}/cancel", timeout=5)
+        response = cancel(stack.web.url, queued_job)
         assert response.status_code == 202 and response.json()["state"] == "REVOKED"
         final = watcher.wait_finished(queued, 10)
         assert final["state"] == "REVOKED" and final["seq"] == 1
         # Free the worker: it then takes the revoked job off the queue and must skip it.
-        assert requests.post(f"{stack.web.url}/api/jobs/{busy}/cancel", timeout=5).status_code == 202
+        assert cancel(stack.web.url, busy_job).status_code == 202
         wait_for(lambda: f"job {queued} is REVOKED: not running it again" in stack.worker.output(),
                  60, message="the worker to skip the revoked job")
         after = api_job(stack.web.url, queued)
         assert (after["state"], after["seq"]) == ("REVOKED", 1)
         assert [d["state"] for _, d in watcher.job_events(queued)] == ["PENDING", "REVOKED"]
-        assert requests.post(f"{stack.web.url}/api/jobs/{queued}/cancel",
-                             timeout=5).status_code == 409
+        assert cancel(stack.web.url, queued_job).status_code == 409
     finally:
         watcher.close()
 
@@ -362,9 +365,10 @@ def test_a_running_job_survives_a_restart_of_a_persistent_redis(processes, tmp_p
 def test_a_failed_or_cancelled_job_is_not_a_success_in_celerys_own_log(processes):
     stack = start_stack(processes)
     failing = submit(stack.web.url, steps=3, interval=0, fail_at=2)["job_id"]
-    running = submit(stack.web.url, steps=200, interval=0.05)["job_id"]
+    running_job = submit(stack.web.url, steps=200, interval=0.05)
+    running = running_job["job_id"]
     with following(stack.web.url, running) as watcher:
-        requests.post(f"{stack.web.url}/api/jobs/{running}/cancel", timeout=5).raise_for_status()
+        cancel(stack.web.url, running_job).raise_for_status()
         assert watcher.wait_finished(running)["state"] == "REVOKED"
     wait_for(lambda: api_job(stack.web.url, failing)["state"] == "FAILURE", 30, message="the failure")
     wait_for(lambda: f"[{failing}] raised unexpected: StepFailed" in stack.worker.output(), 10,

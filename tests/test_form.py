@@ -48,15 +48,30 @@ def test_fields_of_other_kinds_are_ignored(client, queued):
     ({"kind": "sleep", "sleep-steps": "abc"}, "sleep-steps", "integer"),
     ({"kind": "sleep", "sleep-steps": "3", "sleep-fail_at": "9"}, "sleep-fail_at", "greater than steps"),
     ({"kind": "primes"}, "primes-limit", "required"),
+    ({"kind": "sleep", "sleep-steps": "10001"}, "sleep-steps", "between 1 and 10000"),
+    ({"kind": "sleep", "sleep-interval": "60.5"}, "sleep-interval", "between 0 and 60"),
+    ({"kind": "sleep", "sleep-steps": "9" * 400}, "sleep-steps", "between 1 and 10000"),
+    ({"kind": "sleep", "sleep-interval": "9" * 400}, "sleep-interval", "finite"),
+    ({"kind": "sleep", "sleep-interval": "nan"}, "sleep-interval", "finite"),
+    ({"kind": "primes", "primes-limit": "9" * 400}, "primes-limit", "between 2 and 100000000"),
 ])
 def test_invalid_params_are_a_400_with_the_error_beside_the_field(client, queued, fields, bad_field,
                                                                   fragment):
     response = client.post("/jobs", data={"csrf_token": csrf_token(client), **fields})
-    assert response.status_code == 400
     html = response.get_data(as_text=True)
     error = re.search(rf'<p class="error" data-field="{bad_field}">([^<]*)</p>', html)
+    assert response.status_code == 400
     assert error and fragment in error.group(1).lower()
     assert queued() == 0
+
+
+def test_each_bound_itself_is_accepted(client, queued):
+    response = client.post("/jobs", data={"csrf_token": csrf_token(client), "kind": "sleep",
+                                          "sleep-steps": "10000", "sleep-interval": "60"})
+    assert response.status_code == 303 and queued() == 1
+    response = client.post("/jobs", data={"csrf_token": csrf_token(client), "kind": "sleep",
+                                          "sleep-steps": "1", "sleep-interval": "0"})
+    assert response.status_code == 303 and queued() == 2
 
 
 def test_an_unknown_kind_is_a_400(client, queued):

@@ -10,7 +10,7 @@ import requests
 import socketio
 import websocket
 
-from clients import Watcher, api_job, in_seq_order, metric, submit
+from clients import Watcher, api_job, cancel, in_seq_order, metric, submit
 from processes import children, free_port, process_env, rss_bytes, wait_for
 
 FUZZ_ID = str(uuid.uuid4())
@@ -103,7 +103,8 @@ def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, lo
     processes.worker(env)
     # Runs until the test cancels it (1,000 s at most): however slow the machine, it is still
     # running, its room open, when the flooding ends.
-    job_id = submit(web.url, steps=10_000, interval=0.1)["job_id"]
+    job = submit(web.url, steps=10_000, interval=0.1)
+    job_id = job["job_id"]
     victim = Watcher(web.url).connect()
     try:
         assert victim.subscribe(job_id, last_seq=-1)["ok"]
@@ -124,7 +125,7 @@ def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, lo
                  message="only the victim to be left connected")
         assert metric(web.url, "notifier_rooms_open") == 1
         assert api_job(web.url, job_id)["state"] == "PROGRESS"
-        requests.post(f"{web.url}/api/jobs/{job_id}/cancel", timeout=5).raise_for_status()
+        cancel(web.url, job).raise_for_status()
         final = victim.wait_finished(job_id, 30)
         assert final["state"] == "REVOKED"
         assert in_seq_order(victim.job_events(job_id)) == list(range(final["seq"] + 1))

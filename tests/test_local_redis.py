@@ -40,3 +40,16 @@ def test_the_local_redis_keeps_every_job_across_a_restart(log_dir, tmp_path):
         assert JobStore(connect(url)).get(job["job_id"]) == job
     finally:
         proc.stop()
+
+
+def test_it_never_prints_the_password_of_redis_url(log_dir):
+    # 127.0.0.2 refuses at once and is not one of the hosts it would start a Redis for.
+    url = f"redis://:hunter2@127.0.0.2:{free_port()}/0"
+    proc = Process("local-redis-remote", [sys.executable, "-m", "notifier.local_redis"],
+                   process_env(url), log_dir).start()
+    try:
+        wait_for(lambda: "No Redis answers" in proc.output(), 20, message="its message")
+        assert f"127.0.0.2:{url.rsplit(':', 1)[1].split('/')[0]}" in proc.output()
+        assert "hunter2" not in proc.output()
+    finally:
+        proc.stop()

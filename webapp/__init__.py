@@ -8,9 +8,11 @@ Serve it with ``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (the Procfile)
 import gc
 import os
 
-from flask import Flask, request, send_from_directory
-from werkzeug.exceptions import HTTPException
+from flask import Flask, has_request_context, request, send_from_directory
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import host_is_trusted
 
 from notifier.events import NAMESPACE
 from notifier.settings import Settings
@@ -40,8 +42,37 @@ SECURITY_HEADERS = {
 }
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is ``Secure`` whenever the browser came over https, as the request
+    itself or a trusted proxy (``TRUSTED_PROXIES``) says: it then never travels in clear text,
+    while plain-http development keeps working."""
+
+    def get_cookie_secure(self, app):
+        return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
+
+
+def _allowed_hosts_only(wsgi_app, hosts):
+    """Answer only requests for one of ``hosts`` (``ALLOWED_HOSTS``), pages and Socket.IO alike.
+
+    A DNS-rebinding page reaches this process under its own host name, and the browser treats it
+    as same-origin: refusing unknown host names is what keeps it out. (Wrapped inside ProxyFix,
+    so behind a trusted proxy it checks the host the browser asked for.)"""
+    if "*" in hosts:
+        return wsgi_app
+
+    def app(environ, start_response):
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        if not host_is_trusted(host, hosts):
+            return BadRequest("this host name is not one the app serves (ALLOWED_HOSTS)")(
+                environ, start_response)
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def _origin_checker(allowed):
-    """Socket.IO CORS: the page's own origin always, plus the configured ones."""
+    """Socket.IO CORS: the page's own origin always, plus the configured ones. "Own" is built
+    from the Host header, which _allowed_hosts_only has already checked."""
 
     def allow(origin, environ):
         own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
@@ -57,7 +88,8 @@ def _tune_collector():
     and finds nothing to free: short-lived objects (packets, heartbeats) reach the old generation
     before they die. Collecting the young generations less often lets them die young, so full
     collections become rare; what is alive once the app is built is left out of every later
-    scan."""
+    scan. Garbage is collected first, so none of it is frozen for good."""
+    gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
 
@@ -72,9 +104,11 @@ def create_app(settings=None, *, background_loops=True):
         SECRET_KEY=settings.web_secret_key(),
         WTF_CSRF_TIME_LIMIT=None,  # a form left open overnight still submits
         MAX_CONTENT_LENGTH=64 * 1024,
+        SESSION_COOKIE_SAMESITE="Lax",  # and Secure over https: see SessionInterface
         RATELIMIT_STORAGE_URI=settings.redis_url,
         RATELIMIT_KEY_PREFIX=f"{settings.key_prefix}ratelimit",
     )
+    app.session_interface = SessionInterface()
     app.extensions["notifier.settings"] = settings
     app.extensions["notifier.store"] = JobStore.from_settings(settings)
 
@@ -103,6 +137,7 @@ def create_app(settings=None, *, background_loops=True):
                                         history_length=settings.history_length))
     app.wsgi_app = OversizedPollGuard(app.wsgi_app, socketio.server.eio, MAX_EVENT_BYTES)
     quiet_malformed_packets(socketio.server.eio.logger)
+    app.wsgi_app = _allowed_hosts_only(app.wsgi_app, settings.allowed_hosts)
     if settings.trusted_proxies:
         # Wrapped after socketio.init_app, so it stands in front of Socket.IO's middleware too:
         # the origin check then sees the scheme and host the browser used, and the rate limit the

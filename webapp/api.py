@@ -5,7 +5,8 @@ import json
 import redis
 from flask import Blueprint, request, url_for
 
-from notifier.params import ParamsInvalid
+from notifier import access
+from notifier.params import NAME_CHARS, ParamsInvalid
 from notifier.store import JobNotFound, JobRefused, is_job_id
 from tasks import KINDS
 
@@ -36,14 +37,18 @@ def submit():
     """Validate and enqueue a job for a script; nothing is kept or enqueued unless all of it is valid."""
     if not request.is_json:
         return error(415, "unsupported_media_type", "send the job as application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a job anyone meant to send
+        body = None
     if not isinstance(body, dict):
         return error(400, "invalid_json", 'body must be a JSON object: {"kind": ..., "params": {...}}')
     unknown = sorted(set(body) - {"kind", "params"})
     if unknown:
-        return error(400, "invalid", f"{unknown[0]}: unknown field", fields={unknown[0]: "unknown field"})
+        name = unknown[0][:NAME_CHARS]
+        return error(400, "invalid", f"{name}: unknown field", fields={name: "unknown field"})
     try:
-        snapshot = submit_job(body.get("kind"), body.get("params", {}))
+        snapshot, token = submit_job(body.get("kind"), body.get("params", {}))
     except UnknownKind:
         message = f"unknown kind; one of: {', '.join(KINDS)}"
         return error(400, "invalid", f"kind: {message}", fields={"kind": message})
@@ -53,7 +58,9 @@ def submit():
         return error(400, "invalid", "; ".join(f"{k}: {v}" for k, v in fields.items()), fields=fields)
     except (redis.RedisError, BrokerUnavailable):
         return error(503, "unavailable", UNAVAILABLE)
-    return snapshot, 202, {"Location": url_for("api.get_job", job_id=snapshot["job_id"])}
+    # The cancel token is shown this once: the store keeps only its hash.
+    return ({**snapshot, "cancel_token": token}, 202,
+            {"Location": url_for("api.get_job", job_id=snapshot["job_id"])})
 
 
 @bp.get("/kinds")
@@ -73,13 +80,16 @@ def get_job(job_id):
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel(job_id):
-    """Ask a job to stop; the id is the capability, so no cookie or token is needed."""
+    """Ask a job to stop; only its submitter may: the job's cancel token as a Bearer header
+    (no cookie). A missing and a wrong token get the same answer."""
     if not is_job_id(job_id):
         return error(404, "not_found", f"no job with id {job_id[:64]}")
     try:
-        return cancel_job(job_id), 202
+        return cancel_job(job_id, access.request_token(request)), 202
     except JobNotFound:
         return error(404, "not_found", f"no job with id {job_id}")
+    except access.Forbidden:
+        return error(403, "forbidden", access.FORBIDDEN)
     except JobRefused as exc:
         return error(409, "already_final", f"job is already {exc.state}", state=exc.state)
 

@@ -3,7 +3,7 @@
 import logging
 
 import redis
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
 from notifier.params import ParamsInvalid
 from notifier.store import JobNotFound, is_job_id
@@ -15,6 +15,9 @@ from .jobs import BrokerUnavailable, submit_job
 
 bp = Blueprint("pages", __name__)
 log = logging.getLogger(__name__)
+# The cancel tokens of this browser's newest form submissions, kept in its session cookie, which
+# must stay well under a browser's 4 KB: about 80 bytes each.
+SESSION_TOKENS = 20
 
 
 def _transport():
@@ -44,7 +47,7 @@ def submit():
     if not kind_ok or params_form is None or not params_form.validate():
         return _index(form, forms, 400)
     try:
-        snapshot = submit_job(form.kind.data, params_form.data)
+        snapshot, token = submit_job(form.kind.data, params_form.data)
     except ParamsInvalid as exc:
         for name, message in exc.errors.items():
             if name in params_form:
@@ -53,6 +56,7 @@ def submit():
     except (redis.RedisError, BrokerUnavailable):
         return _index(form, forms, 503, "The job queue is unavailable right now: nothing was "
                                         "submitted. Please try again in a moment.")
+    _hold_cancel_token(snapshot["job_id"], token)
     return redirect(url_for("pages.job_page", job_id=snapshot["job_id"], transport=_transport()), 303)
 
 
@@ -67,7 +71,21 @@ def job_page(job_id):
         abort(404)
     except redis.RedisError:
         return render_template("unavailable.html"), 503
-    return render_template("job.html", job=snapshot, kind=KINDS.get(snapshot["kind"]))
+    token = _held_cancel_token(job_id)
+    page = render_template("job.html", job=snapshot, kind=KINDS.get(snapshot["kind"]), cancel_token=token)
+    # A page that carries a cancel token is this browser's alone: no cache may keep it.
+    return page, 200, {"Cache-Control": "private, no-store"} if token else {}
+
+
+def _hold_cancel_token(job_id, token):
+    """Let this browser (its session) cancel the job it just submitted; the oldest tokens go first."""
+    held = [pair for pair in session.get("cancel_tokens", []) if pair[0] != job_id]
+    session["cancel_tokens"] = [*held, [job_id, token]][-SESSION_TOKENS:]
+
+
+def _held_cancel_token(job_id):
+    """The job's cancel token if this browser submitted it, else None."""
+    return dict(session.get("cancel_tokens", [])).get(job_id)
 
 
 @bp.get("/healthz")

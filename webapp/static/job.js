@@ -82,7 +82,7 @@
     $("counts").textContent = job.total ? `${job.current} / ${job.total}` : "";
     $("eta").textContent = eta(job);
     $("message").textContent = job.message || "";
-    $("cancel").hidden = final;
+    if ($("cancel")) $("cancel").hidden = final;
     document.title = final ? `${job.state.toLowerCase()} · ${job.kind}` : `${Math.floor(job.percent)}% · ${job.kind}`;
     if (final) {
       $("outcome").hidden = false;
@@ -125,14 +125,19 @@
   socket.on("finished", (snapshot) => { if (snapshot.job_id === job.job_id) record(snapshot); });
 
   // ---- controls -----------------------------------------------------------------------------
-  // A running job stops at its next step: the button says so until the final event arrives.
-  $("cancel").addEventListener("click", async () => {
+  // Only the browser that submitted the job gets the button, with the job's cancel token (the
+  // server renders both for its session alone). A running job stops at its next step: the
+  // button says so until the final event arrives.
+  const cancelToken = $("job").dataset.cancelToken;
+  if (cancelToken) $("cancel").addEventListener("click", async () => {
     const button = $("cancel");
     button.disabled = true;
     button.textContent = "Cancelling…";
     let asked = false;
     try {
-      const response = await fetch(`/api/jobs/${job.job_id}/cancel`, { method: "POST" });
+      const response = await fetch(`/api/jobs/${job.job_id}/cancel`, {
+        method: "POST", headers: { Authorization: `Bearer ${cancelToken}` },
+      });
       const body = await response.json();
       asked = response.ok;
       if (response.ok) { if (body.seq > job.seq) record(body); }
