@@ -30,6 +30,8 @@ from . import api, listeners, metrics, pages
 from .extensions import csrf, limiter, retry_after, socketio
 from .heartbeat import start_background_loops
 from .namespace import JobsNamespace
+from .packet_log import quiet_malformed_packets
+from .polling import OversizedPollGuard
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOCKETIO_CLIENT_DIR = os.path.join(ROOT, "node_modules", "socket.io-client", "dist")
@@ -138,7 +140,10 @@ def create_app(settings=None, *, background_loops=True):
         **{name: value for name, value in (("ping_interval", settings.ping_interval),
                                            ("ping_timeout", settings.ping_timeout)) if value},
     )
-    socketio.on_namespace(JobsNamespace(NAMESPACE, manager, app.extensions["notifier.store"]))
+    socketio.on_namespace(JobsNamespace(NAMESPACE, manager, app.extensions["notifier.store"],
+                                        history_length=settings.history_length))
+    app.wsgi_app = OversizedPollGuard(app.wsgi_app, socketio.server.eio, MAX_EVENT_BYTES)
+    quiet_malformed_packets(socketio.server.eio.logger)
     app.wsgi_app = _allowed_hosts_only(app.wsgi_app, settings.allowed_hosts)
     if settings.trusted_proxies:
         # Wrapped after socketio.init_app, so it stands in front of Socket.IO's middleware too:
