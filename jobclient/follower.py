@@ -5,11 +5,14 @@ ack can overtake the replayed events the server sent before it. The follower the
 skips a seq because of the ack alone: the ack says where the server's replay started
 (``history_from``), seqs below that are gone from the server's history and are skipped, and every
 seq from there on is waited for. After every (re)connect it subscribes again with the last seq it
-has; an ``unavailable`` answer (the server cannot read job state right now) is retried.
+has; an ``unavailable`` or ``rate_limited`` answer is retried after a while. A gap that lasts
+``GAP_TIMEOUT`` seconds (an event lost on its way) is filled by subscribing again from the last
+seq it has without one.
 """
 
 import queue
 import threading
+import time
 
 import socketio
 
@@ -18,6 +21,7 @@ from .api import CliError
 NAMESPACE = "/jobs"
 FINAL_STATES = ("SUCCESS", "FAILURE", "REVOKED", "LOST")
 RETRY_AFTER = 1.0  # seconds before subscribing again after an `unavailable` answer
+GAP_TIMEOUT = 10.0  # seconds a missing seq is waited for while later ones are here
 
 
 class Follower:
@@ -32,6 +36,8 @@ class Follower:
         self.inbox = queue.Queue()
         self.next_seq = 0  # the seq we still wait for
         self.early = {}  # seq -> snapshot that arrived before an earlier seq
+        self.gap_timeout = GAP_TIMEOUT
+        self.gap_since = None  # when the current gap was noticed (or last asked to be filled)
         self.sio = socketio.Client(reconnection_delay=0.5, reconnection_delay_max=3)
         self.sio.on("connect", lambda: self.inbox.put(("connect", None)), namespace=NAMESPACE)
         self.sio.on("disconnect", lambda *reason: self.inbox.put(("disconnect", None)),
@@ -68,15 +74,30 @@ class Follower:
         while self.next_seq in self.early:
             due.append(self.early.pop(self.next_seq))
             self.next_seq += 1
+        if not self.early:
+            self.gap_since = None
+        elif self.gap_since is None:
+            self.gap_since = time.monotonic()
         return due
+
+    def _wait(self):
+        """Seconds to wait for the next arrival: until the current gap times out, at most 1."""
+        if self.gap_since is None:
+            return 1.0
+        return max(0.0, min(1.0, self.gap_since + self.gap_timeout - time.monotonic()))
+
+    def _gap_timed_out(self):
+        return self.gap_since is not None and time.monotonic() >= self.gap_since + self.gap_timeout
 
     def _acknowledged(self, ack):
         """What a subscribe answer makes due; raises CliError when the job cannot be followed."""
         if not isinstance(ack, dict) or not ack.get("ok"):
             error = ack.get("error") if isinstance(ack, dict) else None
             error = error if isinstance(error, dict) else {}
-            if error.get("code") == "unavailable":
-                threading.Timer(RETRY_AFTER, self.inbox.put, (("retry", None),)).start()
+            if error.get("code") in ("unavailable", "rate_limited"):
+                delay = error.get("retry_after")
+                delay = delay if isinstance(delay, (int, float)) and 0 < delay < 3600 else RETRY_AFTER
+                threading.Timer(delay, self.inbox.put, (("retry", None),)).start()
                 return []
             raise CliError(error.get("message") or f"cannot follow job {self.job_id}")
         start = ack.get("history_from")
@@ -90,8 +111,12 @@ class Follower:
         """Yield the job's snapshots in seq order until (and including) its final one."""
         while True:
             try:
-                kind, data = self.inbox.get(timeout=1)
+                kind, data = self.inbox.get(timeout=self._wait())
             except queue.Empty:
+                if self._gap_timed_out():  # a lost event: ask for everything after the gap again
+                    on_status("filling a gap…")
+                    self.gap_since = time.monotonic()
+                    self.subscribe()
                 continue
             if kind in ("connect", "retry"):
                 on_status("connected" if kind == "connect" else "retrying…")

@@ -8,7 +8,8 @@ from urllib.parse import urlparse
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOCKETIO_CHANNEL = "flask-socketio"  # Flask-SocketIO's pub/sub channel (python-socketio's is "socketio")
-ASYNC_MODES = ("eventlet", "gevent", "threading")
+# "gevent_uwsgi" is gevent under uWSGI, whose websockets are its own.
+ASYNC_MODES = ("eventlet", "gevent", "gevent_uwsgi", "threading")
 # The host names `make run` (127.0.0.1:5000) and `make cluster` (127.0.0.1:8000) are reached by.
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1")
 
@@ -49,7 +50,7 @@ class Settings:
     message_queue: str = DEFAULT_REDIS_URL
     secret_key: str = ""
     production: bool = False
-    async_mode: str = "eventlet"
+    async_mode: str | None = None  # None: the mode that fits the server (webapp.serving)
     ping_interval: float | None = None
     ping_timeout: float | None = None
     socketio_logger: bool = False
@@ -97,8 +98,8 @@ class Settings:
         env = os.environ if environ is None else environ
         redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
         production = (env.get("NOTIFIER_ENV") or "development").strip().lower() == "production"
-        async_mode = (env.get("SOCKETIO_ASYNC_MODE") or "eventlet").strip()
-        if async_mode not in ASYNC_MODES:
+        async_mode = (env.get("SOCKETIO_ASYNC_MODE") or "").strip() or None
+        if async_mode is not None and async_mode not in ASYNC_MODES:
             raise ValueError(f"SOCKETIO_ASYNC_MODE must be one of {', '.join(ASYNC_MODES)}")
         origins = [o.strip() for o in env.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()]
         hosts = [h.strip().lower() for h in env.get("ALLOWED_HOSTS", "").split(",") if h.strip()]

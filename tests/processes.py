@@ -1,6 +1,9 @@
-"""Test helpers for real processes: free ports, waiting with deadlines, redis-server, gunicorn
-and Celery workers started and stopped for real, and what /proc says about them."""
+"""Test helpers for real processes: free ports, waiting with deadlines, redis-server, the web
+servers (gunicorn, uWSGI, ``flask run``, ``python -m webapp``) and Celery workers started and
+stopped for real, venvs of their own for servers the main venv must not have, and what /proc
+says about them."""
 
+import hashlib
 import os
 import shutil
 import signal
@@ -159,6 +162,77 @@ def start_web(env, log_dir, *, port=None, server="eventlet"):
 
     wait_for(healthy, 30, 0.1, message=f"web process on port {port}")
     return proc
+
+
+def _wait_healthy(proc, timeout=30):
+    """Wait until a web process answers /healthz (failing at once if it exited)."""
+
+    def healthy():
+        assert proc.alive(), f"{proc.name} exited:\n{proc.output()}"
+        try:
+            return requests.get(proc.url + "/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(healthy, timeout, 0.1, message=f"{proc.name} answering /healthz")
+    return proc
+
+
+def _serving(name, argv, env, log_dir, port, cwd=ROOT):
+    proc = Process(f"{name}-{port}", argv, env, log_dir, cwd=cwd).start()
+    proc.url, proc.port = f"http://127.0.0.1:{port}", port
+    return _wait_healthy(proc)
+
+
+def start_flask_run(env, log_dir, *options, app_dir=ROOT):
+    """``flask --app webapp run`` (Flask's development server) from ``app_dir``, nothing else set."""
+    port = free_port()
+    return _serving("flask-run", [os.path.join(BIN, "flask"), "--app", "webapp", "run",
+                                  "--port", str(port), *options], env, log_dir, port, app_dir)
+
+
+def start_python_m(env, log_dir, *options, app_dir=ROOT):
+    """``python -m webapp --host 127.0.0.1 --port P`` (``socketio.run``) from ``app_dir``."""
+    port = free_port()
+    return _serving("python-m-webapp", [sys.executable, "-m", "webapp", "--host", "127.0.0.1",
+                                        "--port", str(port), *options], env, log_dir, port, app_dir)
+
+
+def start_uwsgi(venv, env, log_dir):
+    """``uwsgi --ini deploy/uwsgi.ini`` from the checkout, from ``venv`` (see server_venv)."""
+    port = free_port()
+    env = dict(env, PORT=str(port), PATH=os.path.join(venv, "bin") + os.pathsep + env["PATH"])
+    return _serving("uwsgi", [os.path.join(venv, "bin", "uwsgi"), "--ini", "deploy/uwsgi.ini"],
+                    env, log_dir, port)
+
+
+def start_gunicorn_in(venv, env, log_dir, *worker):
+    """The README's ``gunicorn … -w 1 'webapp:create_app()'`` from ``venv`` with ``worker``'s options."""
+    port = free_port()
+    env = dict(env, PATH=os.path.join(venv, "bin") + os.pathsep + env["PATH"])
+    return _serving("gunicorn", [os.path.join(venv, "bin", "gunicorn"), *worker, "-w", "1",
+                                 "--no-control-socket", "--bind", f"127.0.0.1:{port}",
+                                 "webapp:create_app()"], env, log_dir, port)
+
+
+def server_venv(directory, *requirements, extra=None):
+    """A venv of its own (no system site-packages) at ``directory`` with this checkout installed
+    editable (with its ``extra``) plus ``requirements``, for a server whose packages the main venv
+    must not have. Kept and reused while pyproject.toml and what it installs stay the same."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        stamp = hashlib.sha256(f.read() + repr((requirements, extra)).encode()).hexdigest()
+    stamp_path = os.path.join(directory, ".built")
+    if os.path.exists(stamp_path) and open(stamp_path).read() == stamp:
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", directory], check=True)
+    python = os.path.join(directory, "bin", "python")
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-compile", "-e",
+                    f"{ROOT}[{extra}]" if extra else ROOT, *requirements],
+                   check=True, cwd=ROOT)
+    with open(stamp_path, "w") as f:
+        f.write(stamp)
+    return directory
 
 
 def start_worker(env, log_dir, *, concurrency=2, name=None):

@@ -287,3 +287,51 @@ def test_indicator_and_log_survive_a_stalled_and_a_restarted_server(site, stack,
     expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
     expect(site.locator("#state")).to_have_text("SUCCESS")
     expect_complete_log(site, job["job_id"], stack)
+
+
+def test_after_a_gap_older_than_the_history_the_page_stops_asking_for_it(site, stack, processes):
+    """Cut off while its job moves on far past the server's kept history, the page gets what is
+    left on reconnecting; on the next reconnect it asks only for what came after that."""
+    from dataclasses import replace
+
+    from notifier.settings import Settings
+    from notifier.store import JobStore
+
+    store = JobStore.from_settings(replace(Settings.from_env(stack.env), history_length=20))
+
+    def progress(upto):
+        seq = store.get(job_id)["seq"]
+        for step in range(seq + 1, upto + 1):
+            store.update(job_id, state="PROGRESS", current=step, total=1000, message=f"step {step}")
+
+    port = free_port()
+    web = processes.web(stack.env, port=port)
+    job_id = store.create("sleep", {"steps": 1000, "interval": 0})["job_id"]
+    progress(10)
+    asked = []  # the last_seq of each subscribe the page sends, over long-polling or websocket
+
+    def sent(text):
+        asked.extend(int(seq) for seq in re.findall(r'"subscribe",\{[^}]*"last_seq":(-?\d+)', text or ""))
+    site.on("request", lambda request: sent(request.post_data) if request.method == "POST" else None)
+    site.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent(frame if isinstance(frame, str)
+                                                                         else "")))
+    site.goto(f"{web.url}/jobs/{job_id}")
+    expect(site.locator("#log li")).to_have_count(11)
+    assert asked == [-1]
+
+    web.kill()
+    expect(site.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    progress(400)  # the history keeps only about the newest hundred of these
+    history_from = store.history(job_id)[0]["seq"]
+    assert history_from > 11
+    web = processes.web(stack.env, port=port)
+    expect(site.locator("#log li").last).to_have_attribute("data-seq", "400")
+    assert asked == [-1, 10]
+    assert log_seqs(site) == [*range(11), *range(history_from, 401)]
+
+    web.kill()
+    expect(site.locator("#connection")).to_have_attribute("data-state", "reconnecting")
+    processes.web(stack.env, port=port)
+    expect(site.locator("#connection")).to_have_attribute("data-state", "connected")
+    wait_for(lambda: len(asked) == 3, 20, message="the page to subscribe again")
+    assert asked[2] == 400, "the page asked again for seqs the server no longer has"

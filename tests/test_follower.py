@@ -73,3 +73,43 @@ def test_an_unknown_job_is_an_error():
     follower.inbox.put(("ack", {"ok": False, "error": {"code": "not_found", "message": "no job"}}))
     with pytest.raises(CliError, match="no job"):
         list(follower.snapshots())
+
+
+def follow_within(follower, deadline=10):
+    """``follow`` on a thread, given ``deadline`` seconds; the seqs it yielded and whether it ended."""
+    import threading
+
+    seqs = []
+
+    def run():
+        seqs.extend(s["seq"] for s in follower.snapshots())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(deadline)
+    return seqs, not thread.is_alive()
+
+
+def test_a_seq_that_never_arrives_is_asked_for_again_once_the_gap_times_out():
+    refilled = [("ack", {"ok": True, "job": snapshot(5, "SUCCESS"), "history_from": 2}),
+                *[("snapshot", snapshot(seq)) for seq in (2, 3, 4)]]
+    follower = RecordingFollower(answers=[refilled])
+    follower.gap_timeout = 0.2  # seconds
+    for arrival in [("connect", None), ("ack", {"ok": True, "job": snapshot(1), "history_from": 0}),
+                    ("snapshot", snapshot(0)), ("snapshot", snapshot(3)), ("snapshot", snapshot(4))]:
+        follower.inbox.put(arrival)  # seq 2 was published, and lost on its way
+    seqs, ended = follow_within(follower)
+    assert ended and seqs == [0, 1, 2, 3, 4, 5]
+    assert follower.subscribed == [-1, 1]  # again from the last seq it had without a gap
+
+
+def test_a_rate_limited_answer_is_retried_after_the_time_it_names():
+    answered = [("ack", {"ok": True, "job": snapshot(1, "SUCCESS"), "history_from": 0}),
+                ("snapshot", snapshot(0))]
+    follower = RecordingFollower(answers=[answered])
+    limited = {"ok": False, "error": {"code": "rate_limited", "message": "later", "retry_after": 0.1}}
+    follower.inbox.put(("connect", None))
+    follower.inbox.put(("ack", limited))
+    seqs, ended = follow_within(follower)
+    assert ended and seqs == [0, 1]
+    assert follower.subscribed == [-1, -1]

@@ -10,7 +10,7 @@ import requests
 import socketio
 import websocket
 
-from clients import Watcher, cancel, in_seq_order, metric, submit
+from clients import Watcher, api_job, cancel, in_seq_order, metric, submit
 from processes import children, free_port, process_env, rss_bytes, wait_for
 
 FUZZ_ID = str(uuid.uuid4())
@@ -81,7 +81,8 @@ def _flood(url, job_id, calls=1500):
                 wait_for(lambda: len(acks) == n + 1, 30, message=f"{n + 1} subscribe acks")
         wait_for(lambda: len(acks) == calls, 30, message=f"{calls} subscribe acks")
         codes = {ack[0]["error"]["code"] if not ack[0]["ok"] else "ok" for ack in acks}
-        assert codes == {"ok", "not_found", "invalid"}
+        # Replays of the real job: some, until the connection's replay budget is spent.
+        assert codes - {"rate_limited"} == {"ok", "not_found", "invalid"}
         # Oversized event through a proper client: its connection is dropped, nobody else's.
         sio.emit("subscribe", {"job_id": "x" * 100_000}, namespace="/jobs")
         wait_for(lambda: not sio.connected, 10, message="the oversized client to be disconnected")
@@ -100,7 +101,9 @@ def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, lo
                       SOCKETIO_PING_INTERVAL=4, SOCKETIO_PING_TIMEOUT=6)
     web = processes.web(env)
     processes.worker(env)
-    job = submit(web.url, steps=600, interval=0.1)
+    # Runs until the test cancels it (1,000 s at most): however slow the machine, it is still
+    # running, its room open, when the flooding ends.
+    job = submit(web.url, steps=10_000, interval=0.1)
     job_id = job["job_id"]
     victim = Watcher(web.url).connect()
     try:
@@ -121,6 +124,7 @@ def test_hostile_clients_do_not_hurt_other_watchers_or_grow_memory(processes, lo
         wait_for(lambda: metric(web.url, "notifier_clients_connected") == 1, 30,
                  message="only the victim to be left connected")
         assert metric(web.url, "notifier_rooms_open") == 1
+        assert api_job(web.url, job_id)["state"] == "PROGRESS"
         cancel(web.url, job).raise_for_status()
         final = victim.wait_finished(job_id, 30)
         assert final["state"] == "REVOKED"
@@ -235,3 +239,153 @@ def test_cross_origin_sockets_are_refused_unless_listed_and_submissions_are_rate
     keys = redis.Redis(port=redis_port).keys("*notifier:ratelimit*")
     assert keys, "the limiter keeps its counts in Redis"
     assert len(redis.Redis(port=redis_port).keys("notifier:job:*")) == 3
+
+
+# ---- long-polling: a POST over the size limit is answered, and its socket let go ------------------
+
+def _server_sockets_in_close_wait(port):
+    """The web process's sockets on ``port`` whose client has hung up but which it still holds."""
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                held += int(local.rsplit(":", 1)[1], 16) == port and state == "08"  # CLOSE_WAIT
+    return held
+
+
+def _raw_post(port, path, body, timeout=10):
+    """POST ``body`` over a plain socket; returns the status line, or "" if the server hung up
+    without one. Raises socket.timeout when nothing is answered within ``timeout`` seconds."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        try:
+            sock.sendall(head + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the whole body was read: the answer may still be there
+        try:
+            answer = sock.recv(4096)
+        except ConnectionResetError:
+            return ""
+    return answer.split(b"\r\n", 1)[0].decode()
+
+
+@pytest.mark.web_servers("eventlet", "gevent", "threading")
+@pytest.mark.parametrize("size", [17 * 1024, 2**20], ids=["17KiB", "1MiB"])
+def test_an_oversized_long_polling_post_is_answered_and_its_socket_let_go(processes, size):
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    opened = requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling", timeout=5)
+    sid = json.loads(opened.text[1:])["sid"]
+    packet = ("4" + "x" * size).encode()  # one Engine.IO message, larger than the server takes
+    status = _raw_post(web.port, f"/socket.io/?EIO=4&transport=polling&sid={sid}", packet)
+    assert status in ("HTTP/1.1 413 Payload Too Large", ""), status
+    wait_for(lambda: _server_sockets_in_close_wait(web.port) == 0, 10,
+             message="the web process to close the sockets its clients hung up")
+    # The session is closed: its next poll says so, and the server serves new sessions.
+    closed = requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling&sid={sid}", timeout=5)
+    assert closed.status_code == 400 or closed.text.endswith("1")
+    assert requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling", timeout=5).status_code == 200
+
+
+# ---- replays: what one connection may ask for ------------------------------------------------------
+
+def _job_with_events(store, count):
+    """A job with ``count`` recorded events (seq 0 .. count - 1), written as a worker would."""
+    job_id = store.create("sleep", {"steps": count, "interval": 0})["job_id"]
+    for step in range(1, count):
+        store.update(job_id, state="PROGRESS", current=step, total=count, message=f"step {step} of {count}")
+    return job_id
+
+
+def test_a_last_seq_beyond_any_seq_is_invalid_or_has_nothing_to_replay(processes, store):
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    job_id = _job_with_events(store, 3)
+    watcher = Watcher(web.url).connect()
+    try:
+        for last_seq in (2**64 - 2, 2**64 - 1, 2**64, 2**53):
+            ack = watcher.subscribe(job_id, last_seq=last_seq)
+            assert ack["ok"] is False and ack["error"]["code"] == "invalid", ack
+        ack = watcher.subscribe(job_id, last_seq=2**53 - 1)  # the largest a browser holds exactly
+        assert ack["ok"] and ack["history_from"] == ack["job"]["seq"] == 2
+        assert watcher.seqs(job_id) == []
+    finally:
+        watcher.close()
+    assert "unavailable" not in web.output()
+
+
+def test_replays_beyond_a_connections_budget_are_refused_as_rate_limited(processes, store):
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    job_id = _job_with_events(store, 1000)
+    greedy, other = Watcher(web.url).connect(), Watcher(web.url).connect()
+    try:
+        acks = [greedy.subscribe(job_id, last_seq=-1) for _ in range(5)]
+        assert [ack["ok"] for ack in acks] == [True, True, False, False, False]
+        refused = acks[2]["error"]
+        assert refused["code"] == "rate_limited" and refused["retry_after"] > 0 and refused["message"]
+        wait_for(lambda: len(greedy.seqs(job_id)) == 2000, 30, message="two whole replays")
+        assert other.subscribe(job_id, last_seq=-1)["ok"], "the budget is per connection"
+        assert greedy.subscribe(job_id, last_seq=998)["ok"], "a small replay still fits"
+    finally:
+        greedy.close()
+        other.close()
+
+
+def test_a_client_asking_for_replays_it_never_reads_cannot_make_the_server_hold_them(processes, store):
+    """100 replays of a 1,000-event job (333 KB each) asked for on one connection that never
+    reads: without a bound the web process holds them all (about 45 MB) until the client goes."""
+    import socket
+
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    [worker_pid] = children(web.pid)
+    job_id = _job_with_events(store, 1000)
+    markers = [store.create("sleep", {"steps": 1})["job_id"] for _ in range(2)]
+    warm = Watcher(web.url).connect()  # a normal replay first: what any process has done once
+    assert warm.subscribe(job_id, last_seq=-1)["ok"]
+    wait_for(lambda: len(warm.seqs(job_id)) == 1000, 30, message="a whole replay")
+    warm.close()
+    wait_for(lambda: metric(web.url, "notifier_clients_connected") == 0, 30, message="no client")
+    before = rss_bytes(worker_pid)
+
+    hostile = websocket.create_connection(
+        web.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5,
+        sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    try:
+        hostile.recv()
+        hostile.send("40/jobs,")
+        for n in range(100):
+            hostile.send('42/jobs,%d["subscribe",{"job_id":"%s","last_seq":-1}]' % (n, job_id))
+        # A client's events are handled in order: once both markers' rooms are open (a refused
+        # subscribe leaves the client out of the job's room), all 100 were.
+        for n, marker in enumerate(markers, 100):
+            hostile.send('42/jobs,%d["subscribe",{"job_id":"%s"}]' % (n, marker))
+        wait_for(lambda: metric(web.url, "notifier_rooms_open") == 2, 60,
+                 message="the hostile client's 102 subscribes to be handled")
+        held = rss_bytes(worker_pid) - before
+    finally:
+        hostile.close()
+    wait_for(lambda: metric(web.url, "notifier_clients_connected") == 0, 30, message="it to leave")
+    left = rss_bytes(worker_pid) - before
+    assert held < 12 * 2**20, f"the web worker grew by {held / 2**20:.1f} MiB for one client"
+    assert left < 12 * 2**20, f"the web worker kept {left / 2**20:.1f} MiB after it left"
+
+
+def test_malformed_packets_are_logged_as_one_warning_line_now_and_then_not_a_traceback_each(processes):
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    ws = _websocket(web.url)
+    try:
+        ws.send("40/jobs,")
+        junk = ["42/jobs,[", "42/jobs,{}", '42/jobs,7["subscribe",{"last_seq":1%s}]' % ("0" * 400)]
+        for n in range(200):
+            ws.send(junk[n % 3])
+        ws.send('42/jobs,999["unsubscribe",{}]')  # its ack comes after the junk was handled
+        wait_for(lambda: '43/jobs,999[{"ok":false' in ws.recv(), 30, message="the last ack")
+    finally:
+        ws.close()
+    log = web.output()
+    assert "Traceback" not in log and "handler error" not in log
+    lines = [line for line in log.splitlines() if "malformed packet" in line]
+    assert 1 <= len(lines) <= 2, lines  # one line per 10 s at most
+    assert lines[0].startswith("WARNING: dropped a malformed packet from a client (JSONDecodeError")

@@ -108,3 +108,34 @@ def test_without_a_token_for_the_viewer_the_page_has_no_cancel(threading_setting
     page = app.test_client().get(f"/jobs/{job['job_id']}")
     assert page.status_code == 200 and "Cache-Control" not in page.headers
     assert 'id="cancel"' not in page.get_data(as_text=True)
+
+
+def test_an_apps_handler_that_raises_keeps_its_traceback_while_junk_packets_are_one_line(caplog):
+    """The notifier quiets what malformed packets make Engine.IO log, not the app's own errors."""
+    import functools
+    import logging
+    import sys
+
+    from socketio import packet
+
+    from notifier.flask.packet_log import MalformedPacketLog
+
+    def record_of(call):
+        """What Engine.IO logs when ``call`` raises (its traceback starts at the call)."""
+        try:
+            call()
+        except Exception:
+            kind, exc, tb = sys.exc_info()
+            return logging.LogRecord("engineio.server", logging.ERROR, __file__, 1,
+                                     "message handler error", (), (kind, exc, tb.tb_next))
+
+    def apps_handler():
+        raise RuntimeError("the app's own bug")
+
+    junk_packet = functools.partial(packet.Packet, encoded_packet="x-not-a-packet")
+
+    quiet = MalformedPacketLog()
+    kept = record_of(apps_handler)
+    assert quiet.filter(kept) and kept.exc_info and kept.levelno == logging.ERROR
+    dropped = record_of(junk_packet)
+    assert quiet.filter(dropped) and dropped.exc_info is None and dropped.levelno == logging.WARNING

@@ -118,14 +118,26 @@ def beating(server, monkeypatch):
     monkeypatch.setattr(heartbeat, "HEARTBEAT_SLICE", 2)
     socketio = SocketIO()
     socketio.server, socketio.sleep = server, yield_turn
-    return lambda store: heartbeat.beat(socketio, store)
+
+    class Beating:
+        """The heartbeat's functions, bound to this ``socketio``."""
+
+        def beat(self, store):
+            return heartbeat.beat(socketio, store)
+
+        def _beat(self, store, settings):
+            return heartbeat._beat(socketio, store, settings)
+
+    beating = Beating()
+    beating.socketio = socketio
+    return beating
 
 
 def test_a_job_event_goes_out_between_heartbeat_slices_not_after_all_of_them(server, beating, store):
     sids = [connected(server, f"eio-{n}") for n in range(1, 6)]
     server.manager.enter_room(sids[4], "/jobs", "job")
     server.meanwhile = lambda count: server.manager._handle_emit(job_event(count))
-    beating(store)
+    beating.beat(store)
     sent = [(eio_sid, data[0]) for eio_sid, data in server.sent]
     assert sent == [("eio-1", "heartbeat"), ("eio-2", "heartbeat"), ("eio-5", "progress"),
                     ("eio-3", "heartbeat"), ("eio-4", "heartbeat"), ("eio-5", "progress"),
@@ -137,6 +149,83 @@ def test_a_job_event_goes_out_between_heartbeat_slices_not_after_all_of_them(ser
 def test_each_connected_client_gets_one_heartbeat_and_a_client_that_left_none(server, beating, store):
     sids = [connected(server, f"eio-{n}") for n in range(1, 6)]
     server.manager.disconnect(sids[1], "/jobs")
-    beating(store)
+    beating.beat(store)
     assert sorted(eio_sid for eio_sid, data in server.sent) == ["eio-1", "eio-3", "eio-4", "eio-5"]
     assert server.yields == 2
+
+
+def test_a_client_whose_replay_fails_is_let_go_not_held_for_every_later_event(server):
+    failing, watching = connected(server, "eio-1"), connected(server, "eio-2")
+    manager = server.manager
+    manager.join_with_replay(watching, "job", None, lambda last_seq: (job_event(1)["data"][0], []))
+    record = server._send_eio_packet
+
+    def send(eio_sid, eio_pkt):  # the failing client's socket breaks during its replay
+        if eio_sid == "eio-1":
+            raise ConnectionError("the socket broke")
+        record(eio_sid, eio_pkt)
+
+    server._send_eio_packet = send
+    with pytest.raises(ConnectionError):
+        manager.join_with_replay(failing, "job", 0, lambda last_seq: (
+            job_event(2)["data"][0], [job_event(1)["data"][0], job_event(2)["data"][0]]))
+    server._send_eio_packet = record
+    manager._handle_emit(job_event(3))
+    assert received(server, "eio-2") == [("progress", 3)]
+    assert failing not in manager.rooms["/jobs"]["job"]
+    assert manager.tracked() == 1  # the open room only: nothing is held for the client that failed
+
+    # Subscribing again works and is answered like a first subscribe.
+    manager.join_with_replay(failing, "job", 2, lambda last_seq: (job_event(3)["data"][0],
+                                                                   [job_event(3)["data"][0]]))
+    manager._handle_emit(job_event(4))
+    assert received(server, "eio-1") == [("progress", 3), ("progress", 4)]
+
+
+class Stop(BaseException):
+    """Ends the heartbeat loop under test (an Exception would be caught by the loop)."""
+
+
+def test_the_heartbeat_goes_on_after_one_beat_fails(server, beating, store, monkeypatch):
+    connected(server, "eio-1")
+    counts = iter([RuntimeError("a bad moment"), 4, 5])
+
+    def running_count():  # the real store's count, but the first read fails (a stand-in)
+        value = next(counts)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def yield_turn(seconds):
+        if sum(1 for _, data in server.sent if data[0] == "heartbeat") == 2:
+            raise Stop
+    monkeypatch.setattr(store, "running_count", running_count)
+    monkeypatch.setattr(beating.socketio, "sleep", yield_turn)
+    settings = type("Settings", (), {"heartbeat_interval": 1})
+    with pytest.raises(Stop):
+        beating._beat(store, settings)
+    assert [data[1]["active_jobs"] for _, data in server.sent] == [4, 5]
+
+
+def test_the_heartbeat_repeats_the_last_active_jobs_count_while_redis_is_down(server, beating, store,
+                                                                             monkeypatch):
+    import redis
+
+    from processes import free_port
+
+    connected(server, "eio-1")
+    store.redis.zadd(store._running_key, {"job": 1})
+    up, down = store.redis, redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+
+    def yield_turn(seconds):  # Redis is down for the first beat, up for the second, then down
+        beats = sum(1 for _, data in server.sent if data[0] == "heartbeat")
+        if beats == 3:
+            raise Stop
+        store.redis = up if beats == 1 else down
+    monkeypatch.setattr(beating.socketio, "sleep", yield_turn)
+    with pytest.raises(Stop):
+        beating._beat(store, type("Settings", (), {"heartbeat_interval": 1}))
+    store.redis = up
+    beats = [data[1] for _, data in server.sent]
+    assert "active_jobs" not in beats[0]  # nothing read yet: left out, never null
+    assert [beat.get("active_jobs") for beat in beats[1:]] == [1, 1]

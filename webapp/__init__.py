@@ -2,9 +2,16 @@
 
 ``create_app()`` is the one place that wires settings, the notifier and the app's own extensions
 together; it uses ``notifier.flask.JobNotifier`` the way any Flask app would. Serve it with
-``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (the Procfile) or, with
-``SOCKETIO_ASYNC_MODE=gevent``, ``gunicorn -k gevent -w 1 'webapp:create_app()'`` (see the README).
+``gunicorn -k eventlet -w 1 'webapp:create_app()'`` (the Procfile), ``gunicorn -k gevent``,
+``flask --app webapp run``, ``python -m webapp`` or uWSGI (see the README): the Socket.IO async mode
+is the one that fits the server unless SOCKETIO_ASYNC_MODE says otherwise.
 """
+
+from .serving import patch_for_run, started_as_main
+
+# `python -m webapp`: the monkey patching of the server it runs precedes every other import.
+if started_as_main():
+    patch_for_run()
 
 import os
 

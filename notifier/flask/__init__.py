@@ -95,7 +95,8 @@ class JobNotifier:
                               cancel_token_of=options["cancel_token_of"],
                               background_loops=options["background_loops"])
         app.extensions["notifier"] = state
-        socketio.on_namespace(JobsNamespace(NAMESPACE, relay, store, on_connect=state.serving))
+        socketio.on_namespace(JobsNamespace(NAMESPACE, relay, store, on_connect=state.serving,
+                                            history_length=settings.history_length))
         app.register_blueprint(bp, url_prefix=url_prefix or None)
         app.before_request(state.serving)
 

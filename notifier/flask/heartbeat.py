@@ -23,20 +23,28 @@ HEARTBEAT_PAUSE = 0.002  # seconds between slices: job events and replays go fir
 
 
 def _beat(socketio, store, settings):
+    known = {}  # what the last beat could read, repeated while Redis cannot be read
     while True:
         socketio.sleep(settings.heartbeat_interval)
-        beat(socketio, store)
+        try:
+            beat(socketio, store, known)
+        except Exception:  # one failed beat must not end the heartbeat for good
+            log.exception("heartbeat failed; the next one is due in %g s", settings.heartbeat_interval)
 
 
-def beat(socketio, store):
-    """Send one heartbeat to each of this process's clients, a slice at a time."""
+def beat(socketio, store, known=None):
+    """Send one heartbeat to each of this process's clients, a slice at a time.
+
+    ``known`` carries ``active_jobs`` from one beat to the next: while Redis cannot be read the
+    last count is repeated (never a null), and before any count was read the field is left out.
+    """
+    known = {} if known is None else known
     try:
-        active = store.running_count()
+        known["active_jobs"] = store.running_count()
     except redis.RedisError as exc:
-        active = None
         log.warning("heartbeat could not reach Redis: %s", exc)
     # Each process beats for its own clients only, so it keeps beating through a Redis outage.
-    payload = {"ts": time.time(), "server": server_id(), "active_jobs": active}
+    payload = {"ts": time.time(), "server": server_id(), **known}
     for clients in _slices(_connected(socketio), HEARTBEAT_SLICE):
         socketio.emit(events.HEARTBEAT, payload, namespace=events.NAMESPACE, to=clients,
                       ignore_queue=True)

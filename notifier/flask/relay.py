@@ -83,18 +83,21 @@ class OrderedRelay:
         ``read(last_seq)`` returns ``(snapshot, missed)`` from the job store, ``missed`` being the
         recorded events after ``last_seq`` (none when it is None). Events published meanwhile are
         held for ``sid`` (even if the room closes meanwhile) and sent after the missed ones, each
-        seq once. What ``read`` raises is raised again, with ``sid`` out of the room. A final job
-        leaves ``sid`` out of its room.
+        seq once. What ``read`` (or sending to ``sid``) raises is raised again, with ``sid`` out
+        of the room and no longer held. A final job leaves ``sid`` out of its room.
         """
         with self._gate:
             self._rooms.setdefault(room, _Room()).held[sid] = []
             self.enter_room(sid, NAMESPACE, room)
         try:
-            snapshot, missed = read(last_seq)
-        except BaseException:
+            return self._bring_up_to_date(sid, room, *read(last_seq))
+        except BaseException:  # a client held for good would be skipped for every later event
             self._unhold(sid, room)
             self.leave_room(sid, NAMESPACE, room)
             raise
+
+    def _bring_up_to_date(self, sid, room, snapshot, missed):
+        """Send ``sid`` what it missed, then what was held for it meanwhile; then let it go."""
         for past in missed:
             if past["seq"] <= snapshot["seq"]:
                 self._send(sid, past)

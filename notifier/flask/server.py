@@ -8,7 +8,10 @@ events. It listens on the app's ``message_queue`` when one was given, else on th
 
 from flask_socketio import SocketIO
 
+from .async_mode import fitting_async_mode
 from .listeners import relay_manager
+from .packet_log import quiet_malformed_packets
+from .polling import OversizedPollGuard
 
 MAX_EVENT_BYTES = 16 * 1024  # the largest Socket.IO packet a client may send
 
@@ -26,7 +29,7 @@ def origin_checker(allowed):
 def default_options(settings):
     """The server options the notifier uses unless the app's own SocketIO says otherwise."""
     options = dict(
-        async_mode=settings.async_mode,
+        async_mode=settings.async_mode or fitting_async_mode(),
         cors_allowed_origins=origin_checker(settings.cors_allowed_origins),
         max_http_buffer_size=MAX_EVENT_BYTES,
         # One client's events are handled one after another, in order: a client that floods
@@ -41,7 +44,8 @@ def default_options(settings):
 
 
 def bind(app, socketio, settings, store):
-    """Serve ``app``'s Socket.IO with the notifier's relay; returns ``(socketio, relay)``.
+    """Serve ``app``'s Socket.IO with the notifier's relay, its long-polling guard and its quiet
+log of malformed packets; returns ``(socketio, relay)``.
 
     ``socketio`` may be None (one is made), an unbound ``SocketIO()`` (bound here) or one already
     bound to the app (its client manager is replaced, which must happen before it serves).
@@ -60,4 +64,7 @@ def bind(app, socketio, settings, store):
             raise RuntimeError("JobNotifier must be set up before the app's SocketIO serves")
         server.manager = relay
         relay.set_server(server)
+    eio = socketio.server.eio
+    app.wsgi_app = OversizedPollGuard(app.wsgi_app, eio, eio.max_http_buffer_size)
+    quiet_malformed_packets(eio.logger)
     return socketio, relay

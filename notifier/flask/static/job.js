@@ -13,10 +13,11 @@
 
   Notifier.rememberJob(job);
 
-  // What to ask the server to replay after. Once a subscribe is answered, everything the server
-  // still had was replayed; for a very long job its history may start later than seq 0.
-  function advance(replayed) {
-    if (replayed && contiguous < 0 && log.size && !log.has(0)) contiguous = Math.min(...log.keys()) - 1;
+  // What to ask the server to replay after. A subscribe's ack says where its replay started
+  // (history_from): older seqs are gone from the server's history for good, so they are no
+  // longer waited for (or asked for again on every reconnect).
+  function advance(historyFrom) {
+    if (Number.isInteger(historyFrom) && historyFrom - 1 > contiguous) contiguous = historyFrom - 1;
     while (log.has(contiguous + 1)) contiguous += 1;
     return contiguous;
   }
@@ -111,9 +112,12 @@
   const socket = Notifier.connect();
   function subscribe() {
     socket.emit("subscribe", { job_id: job.job_id, last_seq: advance() }, (ack) => {
-      if (ack && ack.ok) { record(ack.job); advance(true); return; }
-      $("message").textContent = (ack && ack.error && ack.error.message) || "cannot follow this job";
-      if (ack && ack.error && ack.error.code === "unavailable") setTimeout(subscribe, 3000);
+      if (ack && ack.ok) { record(ack.job); advance(ack.history_from); return; }
+      const error = (ack && ack.error) || {};
+      $("message").textContent = error.message || "cannot follow this job";
+      // Retry what may pass later: the server cannot read job state now, or asks us to wait.
+      if (error.code === "unavailable") setTimeout(subscribe, 3000);
+      if (error.code === "rate_limited") setTimeout(subscribe, 1000 * Math.max(1, Number(error.retry_after) || 1));
     });
   }
   socket.on("connect", subscribe); // on every (re)connect: the server replays what we missed
