@@ -68,8 +68,8 @@ def example(user_venv, log_dir, redis_server):
     url = f"{REDIS_BASE}/{REDIS_DB_EXAMPLE}"
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushdb()
-    env = process_env(url, SOCKETIO_ASYNC_MODE="gevent", HEARTBEAT_INTERVAL=1,
-                      PATH=user_venv + os.pathsep + os.environ["PATH"])
+    # No SOCKETIO_ASYNC_MODE: the notifier picks the mode of the server it runs under.
+    env = process_env(url, HEARTBEAT_INTERVAL=1, PATH=user_venv + os.pathsep + os.environ["PATH"])
     env.pop("PYTHONPATH", None)
     port = free_port()
     web = Process("example-web", [os.path.join(user_venv, "gunicorn"), "-k", "gevent", "-w", "1",
@@ -136,8 +136,7 @@ def test_importing_the_app_starts_no_thread_and_opens_no_connection(user_venv, t
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         listener.setblocking(False)
-        env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{listener.getsockname()[1]}/0",
-                   SOCKETIO_ASYNC_MODE="gevent")
+        env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{listener.getsockname()[1]}/0")
         threads = subprocess.run(
             [os.path.join(user_venv, "python"), "-c",
              "import threading, app; print(threading.active_count())"],

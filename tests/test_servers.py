@@ -162,7 +162,7 @@ def test_python_m_webapp_serves_with_socketio_run(env, log_dir, serving, mode):
 
 @pytest.mark.timeout(900)  # the first run builds its venv, compiling uWSGI (a few minutes)
 def test_uwsgi_with_gevent_serves_websockets_and_live_jobs(env, log_dir, serving):
-    venv = server_venv(os.path.join(VENVS, "uwsgi"), extra="uwsgi")
+    venv = server_venv(os.path.join(VENVS, "uwsgi"), extra="app,uwsgi")
     web = start_uwsgi(venv, env, log_dir)
     serving(web)
     assert_serves_jobs_live(web.url)
@@ -173,7 +173,7 @@ def test_uwsgi_with_gevent_serves_websockets_and_live_jobs(env, log_dir, serving
 
 @pytest.mark.timeout(600)  # the first run builds its venv
 def test_gunicorn_geventwebsocket_worker_serves_websockets_and_live_jobs(env, log_dir, serving):
-    venv = server_venv(os.path.join(VENVS, "gevent-websocket"), GEVENT_WEBSOCKET)
+    venv = server_venv(os.path.join(VENVS, "gevent-websocket"), GEVENT_WEBSOCKET, extra="app")
     web = start_gunicorn_in(venv, env, log_dir,
                             "-k", "geventwebsocket.gunicorn.workers.GeventWebSocketWorker")
     serving(web)
