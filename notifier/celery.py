@@ -20,6 +20,7 @@ import logging
 import math
 
 from celery import Task, signals
+from flask import current_app, has_app_context
 from kombu.utils.uuid import uuid
 
 from notifier import access, events, reporter as reporting
@@ -63,12 +64,8 @@ def progress_from_meta(state, meta):
 def _producer_store():
     """Where jobs are created: the current Flask app's notifier store inside a request of an app
     that has one, else this process's store from the environment."""
-    try:
-        from flask import current_app, has_app_context
-        if has_app_context() and "notifier" in current_app.extensions:
-            return current_app.extensions["notifier"].store
-    except ImportError:  # pragma: no cover (flask is a dependency)
-        pass
+    if has_app_context() and "notifier" in current_app.extensions:
+        return current_app.extensions["notifier"].store
     return reporting.producer_store()
 
 
