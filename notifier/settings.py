@@ -4,7 +4,6 @@ import os
 import secrets
 import warnings
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOCKETIO_CHANNEL = "flask-socketio"  # Flask-SocketIO's pub/sub channel (python-socketio's is "socketio")
@@ -68,17 +67,6 @@ class Settings:
     finished_ttl: float = 24 * 3600
     progress_min_interval: float = 0.1
     key_prefix: str = "notifier:"
-
-    @property
-    def store_channel(self):
-        """The pub/sub channel the job store publishes each change on, when the message queue is
-        the store's own Redis server (pub/sub ignores the db number); else None."""
-        queue, store = urlparse(self.message_queue), urlparse(self.redis_url)
-        if queue.scheme not in ("redis", "rediss") or queue.scheme != store.scheme:
-            return None
-        same = (queue.hostname, queue.port or 6379, queue.password) == \
-               (store.hostname, store.port or 6379, store.password)
-        return SOCKETIO_CHANNEL if same else None
 
     def web_secret_key(self):
         """The key that signs sessions and CSRF tokens: required in production, random in development."""

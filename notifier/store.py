@@ -1,8 +1,9 @@
 """The job store: one Redis hash per job, its capped event history, and the set of running jobs.
 
-Every change of a job goes through one Lua script, so bumping ``seq``, writing the new state,
-appending the snapshot to the history and (when the message queue is this Redis) publishing it to
-the web processes happen in one atomic step and one round trip. Each change carries a token: a
+Every change of a job goes through one Lua script, so bumping ``seq``, writing the new state and
+appending the snapshot to the history happen in one atomic step and one round trip. The store
+publishes nothing: ``notifier.events`` sends each new snapshot through Flask-SocketIO's message
+queue. Each change carries a token: a
 retried call whose first reply was lost finds its own token and gets back what it wrote, so a lost
 reply never bumps ``seq`` twice nor turns a final update into a refusal. Every time comes from
 Redis's ``TIME``, so hosts with skewed clocks still agree on liveness, leases and timestamps.
@@ -15,7 +16,7 @@ import uuid
 
 import redis
 
-from . import events, scripts
+from . import scripts
 
 PENDING, STARTED, PROGRESS = "PENDING", "STARTED", "PROGRESS"
 SUCCESS, FAILURE, REVOKED, LOST = "SUCCESS", "FAILURE", "REVOKED", "LOST"
@@ -87,34 +88,21 @@ def _snapshot(raw):
 
 
 class JobStore:
-    """Creates, reads and changes jobs in Redis; both the web process and the workers use it.
+    """Creates, reads and changes jobs in Redis; both the web process and the workers use it."""
 
-    With ``channel`` set (the message queue is this same Redis), each change is also published
-    to the web processes by the script that makes it: see ``publishes``.
-    """
-
-    def __init__(self, client, *, prefix="notifier:", history_length=1000, finished_ttl=86400,
-                 channel=None, namespace=events.NAMESPACE):
+    def __init__(self, client, *, prefix="notifier:", history_length=1000, finished_ttl=86400):
         self.redis = client
         self.prefix = prefix
-        self.channel = channel
         config = (int(history_length), int(finished_ttl), UNFINISHED_TTL)
-        route = (channel or "", namespace, events.PROGRESS, events.FINISHED)
         for name in ("create", "update", "cancel", "touch", "stalled"):
-            setattr(self, f"_{name}", client.register_script(scripts.load(name, SNAPSHOT_FIELDS, config, route)))
+            setattr(self, f"_{name}", client.register_script(scripts.load(name, SNAPSHOT_FIELDS, config)))
         self._own = None  # (pid, connection): see _run
         self._own_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings, *, patient=False):
         return cls(connect(settings.redis_url, patient=patient), prefix=settings.key_prefix,
-                   history_length=settings.history_length, finished_ttl=settings.finished_ttl,
-                   channel=settings.store_channel)
-
-    @property
-    def publishes(self):
-        """True when every change is published to the web processes by the store itself."""
-        return self.channel is not None
+                   history_length=settings.history_length, finished_ttl=settings.finished_ttl)
 
     def _job_keys(self, job_id):
         return [f"{self.prefix}job:{job_id}", f"{self.prefix}history:{job_id}"]
@@ -165,15 +153,13 @@ class JobStore:
         value = self.redis.hget(self._job_keys(job_id)[0], name)
         return None if value is None else json.loads(value)
 
-    def update(self, job_id, *, only_from=(), stale_for=None, quiet=False, **changes):
+    def update(self, job_id, *, only_from=(), stale_for=None, **changes):
         """Apply changes as one new event (seq + 1) and return the new snapshot.
 
         ``only_from`` restricts the states the job may be in; ``stale_for`` requires that the job
-        showed no sign of life for that many seconds. ``quiet``: the caller needs nothing back
-        (None is returned), e.g. because the store publishes the snapshot itself. Raises
-        JobRefused or JobNotFound.
+        showed no sign of life for that many seconds. Raises JobRefused or JobNotFound.
         """
-        return self._changed(job_id, self._update, only_from, stale_for, changes, quiet)
+        return self._changed(job_id, self._update, only_from, stale_for, changes)
 
     def cancel(self, job_id, **changes):
         """Ask a job to stop. One that has not started is revoked at once with ``changes``: returns
@@ -181,11 +167,10 @@ class JobStore:
         None. Raises JobRefused when the job is already final, JobNotFound when unknown."""
         return self._changed(job_id, self._cancel, (PENDING,), None, {"state": REVOKED, **changes})
 
-    def _changed(self, job_id, script, only_from, stale_for, changes, quiet=False):
+    def _changed(self, job_id, script, only_from, stale_for, changes):
         """Run a script that may make a change (``change`` in scripts/prelude.lua)."""
         # A fresh token per call: a retry of this same call after a lost reply is recognised.
-        args = [uuid.uuid4().hex, ",".join(only_from),
-                "" if stale_for is None else repr(float(stale_for)), "" if quiet else "1"]
+        args = [uuid.uuid4().hex, ",".join(only_from), "" if stale_for is None else repr(float(stale_for))]
         for name, value in changes.items():
             args += [name, json.dumps(value)]
         reply = self._run(script, [*self._job_keys(job_id), self._running_key], args)
@@ -194,7 +179,7 @@ class JobStore:
             raise JobNotFound(job_id)
         if status in ("refused", "final"):
             raise JobRefused(reply[1])
-        return json.loads(reply[1]) if len(reply) > 1 else None
+        return json.loads(reply[1]) if len(reply) > 1 else None  # a flagged running job: None
 
     def _run(self, script, keys, args):
         """Run one of the store's scripts; returns its reply.

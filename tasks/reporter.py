@@ -1,9 +1,9 @@
 """The progress reporter: how a running job tells the world about itself.
 
-Each worker process owns one job store (and, only when the message queue is not the store's
-Redis, one write-only ``SocketIO(message_queue=...)``), made on first use and reused. Every change
-goes through ``notifier.events.record``: written to the store (which numbers it with ``seq`` and
-keeps it for replay), then published to the job's room. Progress closer together than
+Each worker process owns one job store and one write-only ``SocketIO(message_queue=...)``, made
+on first use and reused. Every change goes through ``notifier.events.record``: written to the
+store (which numbers it with ``seq`` and keeps it for replay), then published to the job's room
+through that emitter, on Redis as on RabbitMQ. Progress closer together than
 ``PROGRESS_MIN_INTERVAL`` is coalesced, and the newest value still goes out within that interval:
 the keep-alive thread sends it if the job calls nothing meanwhile. That thread also shows the job
 is alive during long steps and notices a cancel request. The final event is sent from one place:
@@ -44,7 +44,7 @@ def worker_runtime():
 
 @functools.cache
 def worker_emitter():
-    """This process's write-only emitter, for a message queue the store does not publish to."""
+    """This process's write-only emitter: every job event leaves the worker through it."""
     # async_mode is explicit: left alone it picks eventlet whenever eventlet is installed.
     return SocketIO(message_queue=worker_runtime()[0].message_queue, async_mode="threading")
 
@@ -68,7 +68,7 @@ class ProgressReporter:
         """Record and publish one event (the caller holds the lock)."""
         self._last_publish = time.monotonic()  # before the write: its time is not the job's
         self._pending = None
-        events.record(self.store, self.emitter, self.job_id, quiet=True, **changes)
+        events.record(self.store, self.emitter, self.job_id, **changes)
 
     def _flush(self):
         if self._pending:

@@ -392,28 +392,35 @@ def test_with_the_heartbeat_switched_off_a_dead_workers_job_is_still_declared_lo
 def test_the_relay_keeps_nothing_for_rooms_and_clients_that_are_gone(processes):
     """1,000 jobs watched by clients that come and go: finished jobs, jobs left behind with an
     unsubscribe, and clients that disconnect while their room is open with a replay floor set."""
-    from notifier.settings import SOCKETIO_CHANNEL
+    from flask_socketio import SocketIO
+
+    from notifier import events
     from notifier.store import JobStore, connect
 
     stack = start_stack(processes, worker=False)
     url = stack.web.url
-    store = JobStore(connect(stack.redis_url), channel=SOCKETIO_CHANNEL)  # publishes as workers do
+    store = JobStore(connect(stack.redis_url))
+    emitter = SocketIO(message_queue=stack.redis_url, async_mode="threading")
+
+    def update(job_id, **changes):  # recorded and published as a worker's events are
+        events.record(store, emitter, job_id, **changes)
+
     for _ in range(10):
         watchers = [Watcher(url).connect() for _ in range(5)]
         try:
             for n in range(100):
                 watcher, job_id = watchers[n % 5], store.create("sleep", {})["job_id"]
-                store.update(job_id, state="STARTED")
+                update(job_id, state="STARTED")
                 if n % 3 == 0:  # followed to its end: finished, room closed
                     assert watcher.subscribe(job_id, last_seq=0)["ok"]
-                    store.update(job_id, state="PROGRESS", current=1, total=2)
-                    store.update(job_id, state="SUCCESS")
+                    update(job_id, state="PROGRESS", current=1, total=2)
+                    update(job_id, state="SUCCESS")
                 elif n % 3 == 1:  # the client leaves; the job never ends
                     assert watcher.subscribe(job_id, last_seq=0)["ok"]
-                    store.update(job_id, state="PROGRESS", current=1, total=2)
+                    update(job_id, state="PROGRESS", current=1, total=2)
                     assert watcher.call("unsubscribe", {"job_id": job_id})["ok"]
                 else:  # a floor stays until the client disconnects, room still open
-                    store.update(job_id, state="PROGRESS", current=1, total=2)
+                    update(job_id, state="PROGRESS", current=1, total=2)
                     assert watcher.subscribe(job_id, last_seq=0)["ok"]
             assert metric(url, "notifier_relay_tracked") > 0  # the open rooms of this round
         finally:

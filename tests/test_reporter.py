@@ -6,6 +6,7 @@ import time
 
 import pytest
 from celery.exceptions import Ignore
+from flask_socketio import SocketIO
 
 from processes import wait_for
 from tasks.reporter import KEEPALIVE_INTERVAL, ProgressReporter, run_job
@@ -20,8 +21,14 @@ def job_id(store):
     return store.create("sleep", {})["job_id"]
 
 
-def test_a_coalesced_value_goes_out_within_the_interval_though_the_job_calls_nothing(store, job_id):
-    reporter = ProgressReporter(job_id, store, None, min_interval=0.3)
+@pytest.fixture
+def emitter(settings):
+    """A write-only emitter on the message queue, as a worker has."""
+    return SocketIO(message_queue=settings.message_queue, async_mode="threading")
+
+
+def test_a_coalesced_value_goes_out_within_the_interval_though_the_job_calls_nothing(store, job_id, emitter):
+    reporter = ProgressReporter(job_id, store, emitter, min_interval=0.3)
     assert reporter.start()
     try:
         reporter.progress(1, 10)  # too soon after STARTED: held back
@@ -34,8 +41,8 @@ def test_a_coalesced_value_goes_out_within_the_interval_though_the_job_calls_not
         reporter.stop()
 
 
-def test_a_job_reporting_every_100_ms_loses_nothing_at_the_default_interval(store, job_id):
-    reporter = ProgressReporter(job_id, store, None, min_interval=0.1)
+def test_a_job_reporting_every_100_ms_loses_nothing_at_the_default_interval(store, job_id, emitter):
+    reporter = ProgressReporter(job_id, store, emitter, min_interval=0.1)
     assert reporter.start()
     try:
         for n in range(1, 21):
