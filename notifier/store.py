@@ -3,9 +3,9 @@
 Every change of a job goes through one Lua script, so bumping ``seq``, writing the new state and
 appending the snapshot to the history happen in one atomic step and one round trip. The store
 publishes nothing: ``notifier.events`` sends each new snapshot through Flask-SocketIO's message
-queue. Each change carries a token: a
-retried call whose first reply was lost finds its own token and gets back what it wrote, so a lost
-reply never bumps ``seq`` twice nor turns a final update into a refusal. Every time comes from
+queue. Each call that writes (create, change, cancel) carries a token: a retried call whose first
+reply was lost finds its own token and gets back what it wrote, so a lost reply never bumps
+``seq`` twice, never fails a create, and never turns a final update or a revoke into a refusal. Every time comes from
 Redis's ``TIME``, so hosts with skewed clocks still agree on liveness, leases and timestamps.
 """
 
@@ -126,7 +126,7 @@ class JobStore:
         internal = internal or {}
         if set(internal) & {*raw, *SNAPSHOT_FIELDS}:
             raise ValueError(f"internal fields may not replace the job's own: {sorted(internal)}")
-        args = []
+        args = [uuid.uuid4().hex]  # a retry of this call after a lost reply is recognised
         for name, value in [*raw.items(), *internal.items()]:
             args += [name, json.dumps(value)]
         created = float(self._run(self._create, self._job_keys(job_id), args))

@@ -97,6 +97,7 @@ class LoseReplyOnce(redis.Connection):
     timed between Redis's write and its reply with real sockets)."""
 
     armed = threading.Event()
+    meanwhile = None  # what else happens to the job before the retry, if anything
 
     def send_command(self, *args, **kwargs):
         self._script_call = args[0] == "EVALSHA"
@@ -106,6 +107,8 @@ class LoseReplyOnce(redis.Connection):
         reply = super().read_response(*args, **kwargs)
         if getattr(self, "_script_call", False) and self.armed.is_set():
             self.armed.clear()
+            if LoseReplyOnce.meanwhile:
+                LoseReplyOnce.meanwhile()
             raise redis.ConnectionError("reply lost (fault injected)")
         return reply
 
@@ -114,7 +117,9 @@ class LoseReplyOnce(redis.Connection):
 def flaky_store(settings, store):
     """A patient store (as workers have) whose connection loses one script reply when armed."""
     client = connect(settings.redis_url, patient=True, connection_class=LoseReplyOnce)
-    return JobStore(client)
+    yield JobStore(client)
+    LoseReplyOnce.armed.clear()
+    LoseReplyOnce.meanwhile = None
 
 
 def test_a_retried_progress_update_whose_reply_was_lost_bumps_seq_once(flaky_store):
@@ -179,3 +184,31 @@ def test_after_redis_forgets_the_scripts_a_change_still_happens_once(store):
     assert store.update(job_id, state=PROGRESS, current=1, total=2)["seq"] == 2
     assert not store.touch(job_id)
     assert [s["seq"] for s in store.history(job_id)] == [0, 1, 2]
+
+
+def test_a_retried_create_whose_reply_was_lost_makes_the_job_once(flaky_store):
+    LoseReplyOnce.armed.set()
+    job = flaky_store.create("sleep", {"steps": 3})  # no error: the retry finds its own job
+    assert not LoseReplyOnce.armed.is_set(), "the fault was not injected"
+    assert flaky_store.get(job["job_id"]) == job
+    assert [s["seq"] for s in flaky_store.history(job["job_id"])] == [0]
+
+
+def test_a_retried_cancel_whose_reply_was_lost_gets_its_own_revoke_back(flaky_store):
+    job_id = flaky_store.create("sleep", {})["job_id"]
+    LoseReplyOnce.armed.set()
+    revoked = flaky_store.cancel(job_id, message="cancelled before it started")  # no JobRefused
+    assert not LoseReplyOnce.armed.is_set(), "the fault was not injected"
+    assert (revoked["state"], revoked["seq"]) == (REVOKED, 1)
+    assert [s["state"] for s in flaky_store.history(job_id)] == [PENDING, REVOKED]
+
+
+def test_a_retried_cancel_of_a_job_that_ended_meanwhile_is_still_accepted(flaky_store, store):
+    job_id = flaky_store.create("sleep", {})["job_id"]
+    flaky_store.update(job_id, state=STARTED)
+    # The first call flags the job; its worker sees the flag and ends it before the retry.
+    LoseReplyOnce.meanwhile = lambda: store.update(job_id, state=REVOKED, message="cancelled")
+    LoseReplyOnce.armed.set()
+    assert flaky_store.cancel(job_id) is None  # accepted (flagged), not "already final"
+    assert not LoseReplyOnce.armed.is_set(), "the fault was not injected"
+    assert store.get(job_id)["state"] == REVOKED
