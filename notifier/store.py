@@ -37,6 +37,10 @@ class JobNotFound(LookupError):
     """No job has that id (or it has expired)."""
 
 
+class NotStorable(ValueError):
+    """A value of a change cannot be stored as JSON; nothing was written."""
+
+
 class JobRefused(Exception):
     """The job is not in a state that allows the change; ``state`` says which state it is in."""
 
@@ -79,6 +83,19 @@ def percent_of(current, total, state):
     if total:
         return float(f"{min(100.0, 100.0 * (current or 0) / total):.1f}")
     return 0.0
+
+
+def _json(name, value):
+    """A field's stored form: strict JSON (a NaN would be stored, then break browsers' parsers)."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise NotStorable(f"the {name} could not be stored as JSON: {exc}") from None
+
+
+def _held_by(runner):
+    """The scripts' form of a ``held_by`` condition: the runner id as stored (JSON), or none."""
+    return "" if runner is None else json.dumps(runner)
 
 
 def _snapshot(raw):
@@ -128,7 +145,7 @@ class JobStore:
             raise ValueError(f"internal fields may not replace the job's own: {sorted(internal)}")
         args = [uuid.uuid4().hex]  # a retry of this call after a lost reply is recognised
         for name, value in [*raw.items(), *internal.items()]:
-            args += [name, json.dumps(value)]
+            args += [name, _json(name, value)]
         created = float(self._run(self._create, self._job_keys(job_id), args))
         return _snapshot({**raw, "created_at": created, "updated_at": created})
 
@@ -153,13 +170,15 @@ class JobStore:
         value = self.redis.hget(self._job_keys(job_id)[0], name)
         return None if value is None else json.loads(value)
 
-    def update(self, job_id, *, only_from=(), stale_for=None, **changes):
+    def update(self, job_id, *, only_from=(), stale_for=None, held_by=None, **changes):
         """Apply changes as one new event (seq + 1) and return the new snapshot.
 
         ``only_from`` restricts the states the job may be in; ``stale_for`` requires that the job
-        showed no sign of life for that many seconds. Raises JobRefused or JobNotFound.
+        showed no sign of life for that many seconds; ``held_by`` requires that the job's
+        ``runner`` field is that id (a worker's changes are fenced by the runner that started
+        the job). Raises JobRefused, JobNotFound, or NotStorable (before anything is written).
         """
-        return self._changed(job_id, self._update, only_from, stale_for, changes)
+        return self._changed(job_id, self._update, only_from, stale_for, changes, held_by)
 
     def cancel(self, job_id, **changes):
         """Ask a job to stop. One that has not started is revoked at once with ``changes``: returns
@@ -167,12 +186,13 @@ class JobStore:
         None. Raises JobRefused when the job is already final, JobNotFound when unknown."""
         return self._changed(job_id, self._cancel, (PENDING,), None, {"state": REVOKED, **changes})
 
-    def _changed(self, job_id, script, only_from, stale_for, changes):
+    def _changed(self, job_id, script, only_from, stale_for, changes, held_by=None):
         """Run a script that may make a change (``change`` in scripts/prelude.lua)."""
         # A fresh token per call: a retry of this same call after a lost reply is recognised.
-        args = [uuid.uuid4().hex, ",".join(only_from), "" if stale_for is None else repr(float(stale_for))]
+        args = [uuid.uuid4().hex, ",".join(only_from),
+                "" if stale_for is None else repr(float(stale_for)), _held_by(held_by)]
         for name, value in changes.items():
-            args += [name, json.dumps(value)]
+            args += [name, _json(name, value)]
         reply = self._run(script, [*self._job_keys(job_id), self._running_key], args)
         status = reply[0]
         if status == "missing":
@@ -213,9 +233,12 @@ class JobStore:
             self._own = (pid, pool.connection_class(**pool.connection_kwargs))
         return self._own[1]
 
-    def touch(self, job_id):
-        """Record a sign of life from a running job; returns True if a cancel was requested."""
-        flag = self._run(self._touch, [*self._job_keys(job_id), self._running_key], [])
+    def touch(self, job_id, *, held_by=None):
+        """Record a sign of life from a running job; returns True if a cancel was requested.
+        Raises JobRefused when ``held_by`` is given and another runner holds the job now."""
+        flag = self._run(self._touch, [*self._job_keys(job_id), self._running_key], [_held_by(held_by)])
+        if isinstance(flag, list):
+            raise JobRefused(flag[1])
         return flag == "true"
 
     def history(self, job_id, after_seq=-1):

@@ -212,3 +212,15 @@ def test_a_retried_cancel_of_a_job_that_ended_meanwhile_is_still_accepted(flaky_
     assert flaky_store.cancel(job_id) is None  # accepted (flagged), not "already final"
     assert not LoseReplyOnce.armed.is_set(), "the fault was not injected"
     assert store.get(job_id)["state"] == REVOKED
+
+
+def test_the_history_keeps_about_the_newest_history_length_events(store):
+    # Redis trims a capped stream (MAXLEN ~) by whole nodes of about 100 entries, so the cap shows
+    # only with many more updates than it: 1,000 updates with a cap of 10.
+    capped = JobStore(store.redis, history_length=10)
+    job_id = capped.create("sleep", {})["job_id"]
+    for n in range(1, 1001):
+        capped.update(job_id, state=PROGRESS, current=n, total=1000)
+    kept = [s["seq"] for s in capped.history(job_id)]
+    assert 10 <= len(kept) <= 10 + 200, len(kept)
+    assert kept == list(range(1000 - len(kept) + 1, 1001))  # the newest ones, none missing

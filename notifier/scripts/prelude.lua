@@ -30,7 +30,8 @@ end
 
 -- KEYS: job hash, history stream, running set (scored by Redis time of the last sign of life).
 -- ARGV: token, allowed states ("" = any unfinished), stale_for ("" = no liveness condition),
--- then field/value pairs (values JSON-encoded).
+-- held_by (the JSON of the runner that must hold the job, "" = anyone), then field/value pairs
+-- (values JSON-encoded).
 -- Returns {"ok", snapshot JSON} (also for a retry of a change already made), {"refused", state}
 -- or {"missing"}. Publishing the snapshot is the caller's business (notifier.events).
 local function change(KEYS, ARGV)
@@ -42,6 +43,8 @@ local function change(KEYS, ARGV)
   if ARGV[2] ~= '' and not string.find(',' .. ARGV[2] .. ',', ',' .. state .. ',', 1, true) then
     return {'refused', state}
   end
+  -- A runner that lost the job to a takeover (its lease ran out) changes nothing any more.
+  if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'runner') ~= ARGV[4] then return {'refused', state} end
   local t = now()
   if ARGV[3] ~= '' then
     local alive = redis.call('ZSCORE', KEYS[3], KEYS[1])
@@ -49,7 +52,7 @@ local function change(KEYS, ARGV)
   end
   local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
   local new_state = state
-  for i = 4, #ARGV, 2 do
+  for i = 5, #ARGV, 2 do
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
     if ARGV[i] == 'state' then new_state = cjson.decode(ARGV[i + 1]) end
   end
