@@ -1,5 +1,6 @@
 """Every setting of the notifier, read from the environment with its default, in one place."""
 
+import math
 import os
 import secrets
 import warnings
@@ -35,6 +36,22 @@ def _count(environ, name, default):
         value = -1
     if value < 0:
         raise ValueError(f"{name} must be a whole number, 0 or more, not {raw!r}")
+    return value
+
+
+def _above_zero(environ, name, default, kind):
+    """Read a setting that must be more than 0 (a whole number when ``kind`` is int): 0 or less
+    would start the service and then break every job, so it is refused at start."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise ValueError(f"{name} must be {what} greater than 0, not {raw!r}")
     return value
 
 
@@ -103,12 +120,12 @@ class Settings:
             socketio_logger=_flag(env, "SOCKETIO_LOGGER"),
             engineio_logger=_flag(env, "ENGINEIO_LOGGER"),
             heartbeat_interval=_float(env, "HEARTBEAT_INTERVAL", 5.0),
-            stall_timeout=_float(env, "JOB_STALL_TIMEOUT", 30.0),
+            stall_timeout=_above_zero(env, "JOB_STALL_TIMEOUT", 30.0, float),
             cors_allowed_origins=origins,
             submit_rate_limit=env.get("SUBMIT_RATE_LIMIT") or "60 per minute",
             trusted_proxies=_count(env, "TRUSTED_PROXIES", 0),
             allowed_hosts=hosts or list(DEFAULT_ALLOWED_HOSTS),
-            history_length=int(env.get("JOB_HISTORY_LENGTH") or 1000),
+            history_length=_above_zero(env, "JOB_HISTORY_LENGTH", 1000, int),
             finished_ttl=_float(env, "JOB_FINISHED_TTL", 24 * 3600),
             progress_min_interval=_float(env, "PROGRESS_MIN_INTERVAL", 0.1),
             key_prefix=env.get("NOTIFIER_KEY_PREFIX") or "notifier:",
