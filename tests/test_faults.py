@@ -20,6 +20,7 @@ from processes import children, free_port, process_env, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
 
 FINAL = {"SUCCESS", "FAILURE", "REVOKED", "LOST"}
+STALL_TIMEOUT = 3  # seconds, for the tests that need a job declared LOST (or not) quickly
 
 
 def start_stack(processes, *, worker=True, concurrency=2, redis_options=None, worker_env=None, **env):
@@ -270,6 +271,36 @@ def test_a_redis_outage_is_survived_without_restarting_anything(processes):
         assert [name for name, _ in watcher.events].count("connect") == 1, "the client reconnected"
     finally:
         watcher.close()
+
+
+def test_a_redis_outage_longer_than_the_stall_timeout_turns_no_healthy_job_lost(processes, tmp_path):
+    # The web's stall check comes back before the worker does (its reconnect back-off is longer):
+    # made certain here by holding the worker's pool process still until the check has run.
+    stack = start_stack(processes, concurrency=1, redis_options={"data_dir": str(tmp_path)},
+                        JOB_STALL_TIMEOUT=STALL_TIMEOUT)
+    job_id = submit(stack.web.url, steps=30, interval=0.2)["job_id"]
+    wait_for(lambda: api_job(stack.web.url, job_id)["current"] >= 3, 30, message="the job under way")
+    [child] = children(stack.worker.pid)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        stack.redis.stop()  # a clean shutdown: the append-only file keeps every job
+        wait_for(lambda: "stalled-job check could not reach Redis" in stack.web.output(), 10,
+                 message="the stall check to notice the outage")
+        time.sleep(STALL_TIMEOUT + 1)  # the outage itself: longer than the stall timeout
+        processes.redis(stack.redis_port, data_dir=str(tmp_path))
+        wait_for(lambda: f"job {job_id} declared LOST" in stack.web.output()
+                 or "job store reachable again" in stack.web.output(), 10,
+                 message="the stall check's first look after the outage")
+    finally:
+        os.kill(child, signal.SIGCONT)
+    answers = []  # the web may answer 503 while its own connections come back
+
+    def ended():
+        answers.append(api_job(stack.web.url, job_id))
+        return answers[-1].get("state") in FINAL
+
+    wait_for(ended, 60, message="the job to end")
+    assert answers[-1]["state"] == "SUCCESS", answers[-1]
 
 
 def test_a_web_process_cut_off_from_the_message_queue_replays_what_its_rooms_missed(processes):
