@@ -28,6 +28,7 @@ SNAPSHOT_FIELDS = (
     "result", "error", "seq", "created_at", "updated_at", "finished_at",
 )
 _STORED_FIELDS = [name for name in SNAPSHOT_FIELDS if name != "percent"]
+SCRIPT_FIELDS = ("token", "cancel_call", "runner")  # kept in the job's hash by the scripts themselves
 UNFINISHED_TTL = 7 * 24 * 3600  # a job nobody runs (or whose worker vanished) is forgotten after a week
 MAX_CONNECTIONS = 50  # per process; more commands than this at once queue for a connection
 POOL_TIMEOUT = 5  # seconds to wait for a free connection before failing like an outage
@@ -141,7 +142,7 @@ class JobStore:
             "seq": 0, "finished_at": None, "cancel_requested": False, "attempts": 0,
         }
         internal = internal or {}
-        if set(internal) & {*raw, *SNAPSHOT_FIELDS}:
+        if set(internal) & {*raw, *SNAPSHOT_FIELDS, *SCRIPT_FIELDS}:
             raise ValueError(f"internal fields may not replace the job's own: {sorted(internal)}")
         args = [uuid.uuid4().hex]  # a retry of this call after a lost reply is recognised
         for name, value in [*raw.items(), *internal.items()]:
