@@ -30,7 +30,7 @@ class NotifierBackend:
 
         self.reporter_module = reporter
         _, self.store = reporter.worker_runtime()  # the worker's own wiring
-        self.emitter = reporter.worker_emitter  # made only if the store does not publish itself
+        self.emitter = reporter.worker_emitter
         self.reporters = {}
 
     def create(self, n):

@@ -4,7 +4,7 @@
     python -m bench.worker_cpu --calls 5000
 
 Runs against a private redis-server (started and stopped here), in this one process, with the
-worker's own wiring (``tasks.reporter.worker_runtime``). CPU is user + system time of this
+worker's own wiring (``notifier.reporter.worker_runtime``). CPU is user + system time of this
 process (``time.process_time``), so the socket calls count; Redis's own time does not. Prints a
 markdown table.
 """

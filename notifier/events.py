@@ -27,25 +27,24 @@ def publish(socketio, snapshot):
         socketio.close_room(job_id, namespace=NAMESPACE)
 
 
-def record(store, emitter, job_id, *, quiet=False, **changes):
-    """Apply ``changes`` to a job as one new event and publish it; returns the new snapshot
-    (None when ``quiet`` and the store published it: the caller needs nothing back).
+def record(store, emitter, job_id, **changes):
+    """Apply ``changes`` to a job as one new event and publish it; returns the new snapshot.
 
-    When the message queue is the store's own Redis, the store's script publishes in the same
-    step; otherwise ``emitter`` (a Flask-SocketIO object, or a function that returns one) does.
-    Raises what ``JobStore.update`` raises, before anything is published.
+    ``emitter`` is a Flask-SocketIO object (or a function that returns one): a worker's write-only
+    ``SocketIO(message_queue=...)``, or the web process's own. Raises what ``JobStore.update``
+    raises, before anything is published.
     """
-    return _published(store, emitter, store.update(job_id, quiet=quiet and store.publishes, **changes))
+    return _published(emitter, store.update(job_id, **changes))
 
 
 def cancel(store, emitter, job_id, **changes):
     """Ask a job to stop: one that has not started is revoked at once with ``changes`` and
     published (its snapshot is returned); a running one is flagged and stops at its next step
     (None is returned). Raises what ``JobStore.cancel`` raises."""
-    return _published(store, emitter, store.cancel(job_id, **changes))
+    return _published(emitter, store.cancel(job_id, **changes))
 
 
-def _published(store, emitter, snapshot):
-    if snapshot is not None and not store.publishes:
+def _published(emitter, snapshot):
+    if snapshot is not None:
         publish(emitter if hasattr(emitter, "emit") else emitter(), snapshot)
     return snapshot

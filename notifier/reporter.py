@@ -1,19 +1,21 @@
 """The progress reporter: how a running job tells the world about itself.
 
-Each worker process owns one job store (and, only when the message queue is not the store's
-Redis, one write-only ``SocketIO(message_queue=...)``), made on first use and reused. Every change
-goes through ``notifier.events.record``: written to the store (which numbers it with ``seq`` and
-keeps it for replay), then published to the job's room. Progress closer together than
+Each worker process owns one job store and one write-only ``SocketIO(message_queue=...)``, made
+on first use and reused. Every change goes through ``notifier.events.record``: written to the
+store (which numbers it with ``seq`` and keeps it for replay), then published to the job's room
+through that emitter, on Redis as on RabbitMQ. Progress closer together than
 ``PROGRESS_MIN_INTERVAL`` is coalesced, and the newest value still goes out within that interval:
 the keep-alive thread sends it if the job calls nothing meanwhile. That thread also shows the job
 is alive during long steps and notices a cancel request. The final event is sent from one place:
-``run_job``.
+``run_job``. Every change after STARTED is fenced by the runner id written with it: once another
+delivery of the job has taken it over (see ``LEASE``), the store refuses this runner's writes.
 """
 
 import functools
 import logging
 import threading
 import time
+import uuid
 
 from celery import current_task
 from celery.exceptions import Ignore, Retry
@@ -22,7 +24,7 @@ from flask_socketio import SocketIO
 from notifier import events
 from notifier.settings import Settings
 from notifier.store import (FAILURE, PENDING, PROGRESS, REVOKED, RUNNING_STATES, STARTED,
-                            SUCCESS, JobNotFound, JobRefused, JobStore)
+                            SUCCESS, JobNotFound, JobRefused, JobStore, NotStorable)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def producer_store():
 
 @functools.cache
 def worker_emitter():
-    """This process's write-only emitter, for a message queue the store does not publish to."""
+    """This process's write-only emitter: every job event leaves the worker through it."""
     # async_mode is explicit: left alone it picks eventlet whenever eventlet is installed.
     return SocketIO(message_queue=worker_runtime()[0].message_queue, async_mode="threading")
 
@@ -61,6 +63,7 @@ class ProgressReporter:
 
     def __init__(self, job_id, store, emitter, min_interval=0.1):
         self.job_id = job_id
+        self.runner = uuid.uuid4().hex  # this run of the job, written on STARTED
         self.store = store
         self.emitter = emitter
         self.min_interval = min_interval
@@ -71,11 +74,13 @@ class ProgressReporter:
         self._last_publish = float("-inf")
         self._pending = None  # the newest throttled-away progress, sent before anything else
 
-    def _publish(self, **changes):
-        """Record and publish one event (the caller holds the lock)."""
+    def _publish(self, held=True, **changes):
+        """Record and publish one event (the caller holds the lock); ``held``: only while this
+        runner holds the job (every change but the one that starts it)."""
         self._last_publish = time.monotonic()  # before the write: its time is not the job's
         self._pending = None
-        events.record(self.store, self.emitter, self.job_id, quiet=True, **changes)
+        events.record(self.store, self.emitter, self.job_id,
+                      held_by=self.runner if held else None, **changes)
 
     def _flush(self):
         if self._pending:
@@ -133,10 +138,10 @@ class ProgressReporter:
                         self._flush()
                 if time.monotonic() >= next_touch:
                     next_touch = time.monotonic() + KEEPALIVE_INTERVAL
-                    if self.store.touch(self.job_id):
+                    if self.store.touch(self.job_id, held_by=self.runner):
                         self.cancelled.set()
             except (JobRefused, JobNotFound):
-                return  # ended elsewhere: the job's own next call finds out too
+                return  # ended or taken over elsewhere: the job's own next call finds out too
             except Exception:  # a passing Redis error must not kill the job; try again next beat
                 log.warning("keep-alive for job %s failed", self.job_id, exc_info=True)
 
@@ -148,9 +153,10 @@ class ProgressReporter:
                 attempts = (self.store.get_field(self.job_id, "attempts") or 0) + 1
                 message = "started" if attempts == 1 else f"restarted (attempt {attempts})"
                 with self._lock:
-                    self._publish(only_from=(PENDING,) if attempts == 1 else (PENDING, *RUNNING_STATES),
+                    self._publish(held=False,
+                                  only_from=(PENDING,) if attempts == 1 else (PENDING, *RUNNING_STATES),
                                   stale_for=None if attempts == 1 else LEASE,
-                                  state=STARTED, attempts=attempts, message=message)
+                                  state=STARTED, attempts=attempts, runner=self.runner, message=message)
                 break
             except JobNotFound:
                 log.warning("job %s is unknown (expired?): not running it", self.job_id)
@@ -200,12 +206,26 @@ def run_job(job_id, body):
     """Run ``body(reporter)`` as job ``job_id``, publishing STARTED and exactly one final event.
 
     The store is written first; then the task ends as Celery should see it: failed when the job
-    failed (the exception is raised again), revoked when it was cancelled.
+    failed (the exception is raised again), revoked when it was cancelled, ignored when the job
+    was ended or taken over elsewhere meanwhile.
     """
     settings, store = worker_runtime()
     reporter = ProgressReporter(job_id, store, worker_emitter, settings.progress_min_interval)
     if not reporter.start():
         return None
+    try:
+        return _outcome(reporter, body)
+    except JobRefused as refused:
+        # Declared LOST, say, or re-run by another delivery: its events are not this run's to send.
+        log.warning("job %s was ended or taken over elsewhere (%s); dropping this run's events",
+                    job_id, refused.state)
+        raise Ignore() from None
+    finally:
+        reporter.stop()
+
+
+def _outcome(reporter, body):
+    """Run the body and publish how it ended; returns its result or raises as Celery should see."""
     try:
         result = body(reporter)
     except JobCancelled:
@@ -215,15 +235,14 @@ def run_job(job_id, body):
         # Celery runs the task again later (self.retry, autoretry_for): the job waits for that run.
         reporter.requeue(f"retrying {retry.humanize()}")
         raise
-    except JobRefused as refused:
-        # Someone else ended the job meanwhile (declared LOST, say): its final event is already out.
-        log.warning("job %s was ended elsewhere (%s); dropping its late events", job_id, refused.state)
-        raise Ignore() from None
+    except JobRefused:
+        raise
     except Exception as exc:
         reporter.finish(FAILURE, error=f"{type(exc).__name__}: {exc}", message="failed")
         raise
-    else:
+    try:
         reporter.finish(SUCCESS, result=result, message="done")
-        return result
-    finally:
-        reporter.stop()
+    except NotStorable as exc:  # nothing was written: the job fails, saying why
+        reporter.finish(FAILURE, error=str(exc), message="failed")
+        raise
+    return result

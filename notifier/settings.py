@@ -1,10 +1,10 @@
 """Every setting of the notifier, read from the environment with its default, in one place."""
 
+import math
 import os
 import secrets
 import warnings
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SOCKETIO_CHANNEL = "flask-socketio"  # Flask-SocketIO's pub/sub channel (python-socketio's is "socketio")
@@ -39,6 +39,22 @@ def _count(environ, name, default):
     return value
 
 
+def _above_zero(environ, name, default, kind):
+    """Read a setting that must be more than 0 (a whole number when ``kind`` is int): 0 or less
+    would start the service and then break every job, so it is refused at start."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise ValueError(f"{name} must be {what} greater than 0, not {raw!r}")
+    return value
+
+
 def _flag(environ, name):
     return environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -68,17 +84,6 @@ class Settings:
     finished_ttl: float = 24 * 3600
     progress_min_interval: float = 0.1
     key_prefix: str = "notifier:"
-
-    @property
-    def store_channel(self):
-        """The pub/sub channel the job store publishes each change on, when the message queue is
-        the store's own Redis server (pub/sub ignores the db number); else None."""
-        queue, store = urlparse(self.message_queue), urlparse(self.redis_url)
-        if queue.scheme not in ("redis", "rediss") or queue.scheme != store.scheme:
-            return None
-        same = (queue.hostname, queue.port or 6379, queue.password) == \
-               (store.hostname, store.port or 6379, store.password)
-        return SOCKETIO_CHANNEL if same else None
 
     def web_secret_key(self):
         """The key that signs sessions and CSRF tokens: required in production, random in development."""
@@ -115,12 +120,12 @@ class Settings:
             socketio_logger=_flag(env, "SOCKETIO_LOGGER"),
             engineio_logger=_flag(env, "ENGINEIO_LOGGER"),
             heartbeat_interval=_float(env, "HEARTBEAT_INTERVAL", 5.0),
-            stall_timeout=_float(env, "JOB_STALL_TIMEOUT", 30.0),
+            stall_timeout=_above_zero(env, "JOB_STALL_TIMEOUT", 30.0, float),
             cors_allowed_origins=origins,
             submit_rate_limit=env.get("SUBMIT_RATE_LIMIT") or "60 per minute",
             trusted_proxies=_count(env, "TRUSTED_PROXIES", 0),
             allowed_hosts=hosts or list(DEFAULT_ALLOWED_HOSTS),
-            history_length=int(env.get("JOB_HISTORY_LENGTH") or 1000),
+            history_length=_above_zero(env, "JOB_HISTORY_LENGTH", 1000, int),
             finished_ttl=_float(env, "JOB_FINISHED_TTL", 24 * 3600),
             progress_min_interval=_float(env, "PROGRESS_MIN_INTERVAL", 0.1),
             key_prefix=env.get("NOTIFIER_KEY_PREFIX") or "notifier:",

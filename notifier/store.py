@@ -1,10 +1,11 @@
 """The job store: one Redis hash per job, its capped event history, and the set of running jobs.
 
-Every change of a job goes through one Lua script, so bumping ``seq``, writing the new state,
-appending the snapshot to the history and (when the message queue is this Redis) publishing it to
-the web processes happen in one atomic step and one round trip. Each change carries a token: a
-retried call whose first reply was lost finds its own token and gets back what it wrote, so a lost
-reply never bumps ``seq`` twice nor turns a final update into a refusal. Every time comes from
+Every change of a job goes through one Lua script, so bumping ``seq``, writing the new state and
+appending the snapshot to the history happen in one atomic step and one round trip. The store
+publishes nothing: ``notifier.events`` sends each new snapshot through Flask-SocketIO's message
+queue. Each call that writes (create, change, cancel) carries a token: a retried call whose first
+reply was lost finds its own token and gets back what it wrote, so a lost reply never bumps
+``seq`` twice, never fails a create, and never turns a final update or a revoke into a refusal. Every time comes from
 Redis's ``TIME``, so hosts with skewed clocks still agree on liveness, leases and timestamps.
 """
 
@@ -13,7 +14,7 @@ import uuid
 
 import redis
 
-from . import events, scripts
+from . import scripts
 from .fastpath import ScriptRunner
 
 PENDING, STARTED, PROGRESS = "PENDING", "STARTED", "PROGRESS"
@@ -26,6 +27,7 @@ SNAPSHOT_FIELDS = (
     "result", "error", "seq", "created_at", "updated_at", "finished_at",
 )
 _STORED_FIELDS = [name for name in SNAPSHOT_FIELDS if name != "percent"]
+SCRIPT_FIELDS = ("token", "cancel_call", "runner")  # kept in the job's hash by the scripts themselves
 UNFINISHED_TTL = 7 * 24 * 3600  # a job nobody runs (or whose worker vanished) is forgotten after a week
 MAX_CONNECTIONS = 50  # per process; more commands than this at once queue for a connection
 POOL_TIMEOUT = 5  # seconds to wait for a free connection before failing like an outage
@@ -33,6 +35,10 @@ PATIENCE = 20  # retries of a patient client: about half a minute of Redis being
 
 class JobNotFound(LookupError):
     """No job has that id (or it has expired)."""
+
+
+class NotStorable(ValueError):
+    """A value of a change cannot be stored as JSON; nothing was written."""
 
 
 class JobRefused(Exception):
@@ -79,6 +85,19 @@ def percent_of(current, total, state):
     return 0.0
 
 
+def _json(name, value):
+    """A field's stored form: strict JSON (a NaN would be stored, then break browsers' parsers)."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise NotStorable(f"the {name} could not be stored as JSON: {exc}") from None
+
+
+def _held_by(runner):
+    """The scripts' form of a ``held_by`` condition: the runner id as stored (JSON), or none."""
+    return "" if runner is None else json.dumps(runner)
+
+
 def _snapshot(raw):
     snapshot = {name: raw.get(name) for name in SNAPSHOT_FIELDS}
     snapshot["percent"] = percent_of(raw.get("current"), raw.get("total"), raw.get("state"))
@@ -86,33 +105,20 @@ def _snapshot(raw):
 
 
 class JobStore:
-    """Creates, reads and changes jobs in Redis; both the web process and the workers use it.
+    """Creates, reads and changes jobs in Redis; both the web process and the workers use it."""
 
-    With ``channel`` set (the message queue is this same Redis), each change is also published
-    to the web processes by the script that makes it: see ``publishes``.
-    """
-
-    def __init__(self, client, *, prefix="notifier:", history_length=1000, finished_ttl=86400,
-                 channel=None, namespace=events.NAMESPACE):
+    def __init__(self, client, *, prefix="notifier:", history_length=1000, finished_ttl=86400):
         self.redis = client
         self.prefix = prefix
-        self.channel = channel
         config = (int(history_length), int(finished_ttl), UNFINISHED_TTL)
-        route = (channel or "", namespace, events.PROGRESS, events.FINISHED)
         for name in ("create", "update", "cancel", "touch", "stalled"):
-            setattr(self, f"_{name}", client.register_script(scripts.load(name, SNAPSHOT_FIELDS, config, route)))
+            setattr(self, f"_{name}", client.register_script(scripts.load(name, SNAPSHOT_FIELDS, config)))
         self._run = ScriptRunner(client).run  # how each script reaches Redis: fastpath.py
 
     @classmethod
     def from_settings(cls, settings, *, patient=False):
         return cls(connect(settings.redis_url, patient=patient), prefix=settings.key_prefix,
-                   history_length=settings.history_length, finished_ttl=settings.finished_ttl,
-                   channel=settings.store_channel)
-
-    @property
-    def publishes(self):
-        """True when every change is published to the web processes by the store itself."""
-        return self.channel is not None
+                   history_length=settings.history_length, finished_ttl=settings.finished_ttl)
 
     def _job_keys(self, job_id):
         return [f"{self.prefix}job:{job_id}", f"{self.prefix}history:{job_id}"]
@@ -135,11 +141,11 @@ class JobStore:
             "seq": 0, "finished_at": None, "cancel_requested": False, "attempts": 0,
         }
         internal = internal or {}
-        if set(internal) & {*raw, *SNAPSHOT_FIELDS}:
+        if set(internal) & {*raw, *SNAPSHOT_FIELDS, *SCRIPT_FIELDS}:
             raise ValueError(f"internal fields may not replace the job's own: {sorted(internal)}")
-        args = []
+        args = [uuid.uuid4().hex]  # a retry of this call after a lost reply is recognised
         for name, value in [*raw.items(), *internal.items()]:
-            args += [name, json.dumps(value)]
+            args += [name, _json(name, value)]
         created = float(self._run(self._create, self._job_keys(job_id), args))
         return _snapshot({**raw, "created_at": created, "updated_at": created})
 
@@ -164,15 +170,15 @@ class JobStore:
         value = self.redis.hget(self._job_keys(job_id)[0], name)
         return None if value is None else json.loads(value)
 
-    def update(self, job_id, *, only_from=(), stale_for=None, quiet=False, **changes):
+    def update(self, job_id, *, only_from=(), stale_for=None, held_by=None, **changes):
         """Apply changes as one new event (seq + 1) and return the new snapshot.
 
         ``only_from`` restricts the states the job may be in; ``stale_for`` requires that the job
-        showed no sign of life for that many seconds. ``quiet``: the caller needs nothing back
-        (None is returned), e.g. because the store publishes the snapshot itself. Raises
-        JobRefused or JobNotFound.
+        showed no sign of life for that many seconds; ``held_by`` requires that the job's
+        ``runner`` field is that id (a worker's changes are fenced by the runner that started
+        the job). Raises JobRefused, JobNotFound, or NotStorable (before anything is written).
         """
-        return self._changed(job_id, self._update, only_from, stale_for, changes, quiet)
+        return self._changed(job_id, self._update, only_from, stale_for, changes, held_by)
 
     def cancel(self, job_id, **changes):
         """Ask a job to stop. One that has not started is revoked at once with ``changes``: returns
@@ -180,24 +186,27 @@ class JobStore:
         None. Raises JobRefused when the job is already final, JobNotFound when unknown."""
         return self._changed(job_id, self._cancel, (PENDING,), None, {"state": REVOKED, **changes})
 
-    def _changed(self, job_id, script, only_from, stale_for, changes, quiet=False):
+    def _changed(self, job_id, script, only_from, stale_for, changes, held_by=None):
         """Run a script that may make a change (``change`` in scripts/prelude.lua)."""
         # A fresh token per call: a retry of this same call after a lost reply is recognised.
         args = [uuid.uuid4().hex, ",".join(only_from),
-                "" if stale_for is None else repr(float(stale_for)), "" if quiet else "1"]
+                "" if stale_for is None else repr(float(stale_for)), _held_by(held_by)]
         for name, value in changes.items():
-            args += [name, json.dumps(value)]
+            args += [name, _json(name, value)]
         reply = self._run(script, [*self._job_keys(job_id), self._running_key], args)
         status = reply[0]
         if status == "missing":
             raise JobNotFound(job_id)
         if status in ("refused", "final"):
             raise JobRefused(reply[1])
-        return json.loads(reply[1]) if len(reply) > 1 else None
+        return json.loads(reply[1]) if len(reply) > 1 else None  # a flagged running job: None
 
-    def touch(self, job_id):
-        """Record a sign of life from a running job; returns True if a cancel was requested."""
-        flag = self._run(self._touch, [*self._job_keys(job_id), self._running_key], [])
+    def touch(self, job_id, *, held_by=None):
+        """Record a sign of life from a running job; returns True if a cancel was requested.
+        Raises JobRefused when ``held_by`` is given and another runner holds the job now."""
+        flag = self._run(self._touch, [*self._job_keys(job_id), self._running_key], [_held_by(held_by)])
+        if isinstance(flag, list):
+            raise JobRefused(flag[1])
         return flag == "true"
 
     def history(self, job_id, after_seq=-1):

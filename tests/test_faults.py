@@ -20,6 +20,7 @@ from processes import children, free_port, process_env, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
 
 FINAL = {"SUCCESS", "FAILURE", "REVOKED", "LOST"}
+STALL_TIMEOUT = 3  # seconds, for the tests that need a job declared LOST (or not) quickly
 
 
 def start_stack(processes, *, worker=True, concurrency=2, redis_options=None, worker_env=None, **env):
@@ -272,6 +273,36 @@ def test_a_redis_outage_is_survived_without_restarting_anything(processes):
         watcher.close()
 
 
+def test_a_redis_outage_longer_than_the_stall_timeout_turns_no_healthy_job_lost(processes, tmp_path):
+    # The web's stall check comes back before the worker does (its reconnect back-off is longer):
+    # made certain here by holding the worker's pool process still until the check has run.
+    stack = start_stack(processes, concurrency=1, redis_options={"data_dir": str(tmp_path)},
+                        JOB_STALL_TIMEOUT=STALL_TIMEOUT)
+    job_id = submit(stack.web.url, steps=30, interval=0.2)["job_id"]
+    wait_for(lambda: api_job(stack.web.url, job_id)["current"] >= 3, 30, message="the job under way")
+    [child] = children(stack.worker.pid)
+    os.kill(child, signal.SIGSTOP)
+    try:
+        stack.redis.stop()  # a clean shutdown: the append-only file keeps every job
+        wait_for(lambda: "stalled-job check could not reach Redis" in stack.web.output(), 10,
+                 message="the stall check to notice the outage")
+        time.sleep(STALL_TIMEOUT + 1)  # the outage itself: longer than the stall timeout
+        processes.redis(stack.redis_port, data_dir=str(tmp_path))
+        wait_for(lambda: f"job {job_id} declared LOST" in stack.web.output()
+                 or "job store reachable again" in stack.web.output(), 10,
+                 message="the stall check's first look after the outage")
+    finally:
+        os.kill(child, signal.SIGCONT)
+    answers = []  # the web may answer 503 while its own connections come back
+
+    def ended():
+        answers.append(api_job(stack.web.url, job_id))
+        return answers[-1].get("state") in FINAL
+
+    wait_for(ended, 60, message="the job to end")
+    assert answers[-1]["state"] == "SUCCESS", answers[-1]
+
+
 def test_a_web_process_cut_off_from_the_message_queue_replays_what_its_rooms_missed(processes):
     # Redis drops a pub/sub subscriber that lags (client-output-buffer-limit): do that to the web's
     # listener mid-job. The client stays connected and never asks for a replay itself.
@@ -392,28 +423,35 @@ def test_with_the_heartbeat_switched_off_a_dead_workers_job_is_still_declared_lo
 def test_the_relay_keeps_nothing_for_rooms_and_clients_that_are_gone(processes):
     """1,000 jobs watched by clients that come and go: finished jobs, jobs left behind with an
     unsubscribe, and clients that disconnect while their room is open with a replay floor set."""
-    from notifier.settings import SOCKETIO_CHANNEL
+    from flask_socketio import SocketIO
+
+    from notifier import events
     from notifier.store import JobStore, connect
 
     stack = start_stack(processes, worker=False)
     url = stack.web.url
-    store = JobStore(connect(stack.redis_url), channel=SOCKETIO_CHANNEL)  # publishes as workers do
+    store = JobStore(connect(stack.redis_url))
+    emitter = SocketIO(message_queue=stack.redis_url, async_mode="threading")
+
+    def update(job_id, **changes):  # recorded and published as a worker's events are
+        events.record(store, emitter, job_id, **changes)
+
     for _ in range(10):
         watchers = [Watcher(url).connect() for _ in range(5)]
         try:
             for n in range(100):
                 watcher, job_id = watchers[n % 5], store.create("sleep", {})["job_id"]
-                store.update(job_id, state="STARTED")
+                update(job_id, state="STARTED")
                 if n % 3 == 0:  # followed to its end: finished, room closed
                     assert watcher.subscribe(job_id, last_seq=0)["ok"]
-                    store.update(job_id, state="PROGRESS", current=1, total=2)
-                    store.update(job_id, state="SUCCESS")
+                    update(job_id, state="PROGRESS", current=1, total=2)
+                    update(job_id, state="SUCCESS")
                 elif n % 3 == 1:  # the client leaves; the job never ends
                     assert watcher.subscribe(job_id, last_seq=0)["ok"]
-                    store.update(job_id, state="PROGRESS", current=1, total=2)
+                    update(job_id, state="PROGRESS", current=1, total=2)
                     assert watcher.call("unsubscribe", {"job_id": job_id})["ok"]
                 else:  # a floor stays until the client disconnects, room still open
-                    store.update(job_id, state="PROGRESS", current=1, total=2)
+                    update(job_id, state="PROGRESS", current=1, total=2)
                     assert watcher.subscribe(job_id, last_seq=0)["ok"]
             assert metric(url, "notifier_relay_tracked") > 0  # the open rooms of this round
         finally:

@@ -6,13 +6,25 @@ import time
 
 import pytest
 from celery.exceptions import Ignore
+from flask_socketio import SocketIO
 
 from processes import wait_for
-from notifier.reporter import KEEPALIVE_INTERVAL, ProgressReporter, run_job
+from notifier.reporter import KEEPALIVE_INTERVAL, LEASE, ProgressReporter, run_job
+from notifier.store import JobRefused, NotStorable
 
 
 def keepalive_threads(job_id):
     return [t for t in threading.enumerate() if t.name == f"keepalive-{job_id[:8]}"]
+
+
+def fall_silent(reporter, store):
+    """Stop a runner's keep-alive and date its last sign of life a lease back, as if its process
+    had been frozen or cut off that long: the next delivery of its job may take it over."""
+    reporter.stop()
+    wait_for(lambda: not keepalive_threads(reporter.job_id), 3 * KEEPALIVE_INTERVAL,
+             message="the keep-alive thread to end")
+    key, running = f"notifier:job:{reporter.job_id}", "notifier:running"
+    store.redis.zadd(running, {key: store.redis.zscore(running, key) - LEASE - 1})
 
 
 @pytest.fixture
@@ -20,8 +32,14 @@ def job_id(store):
     return store.create("sleep", {})["job_id"]
 
 
-def test_a_coalesced_value_goes_out_within_the_interval_though_the_job_calls_nothing(store, job_id):
-    reporter = ProgressReporter(job_id, store, None, min_interval=0.3)
+@pytest.fixture
+def emitter(settings):
+    """A write-only emitter on the message queue, as a worker has."""
+    return SocketIO(message_queue=settings.message_queue, async_mode="threading")
+
+
+def test_a_coalesced_value_goes_out_within_the_interval_though_the_job_calls_nothing(store, job_id, emitter):
+    reporter = ProgressReporter(job_id, store, emitter, min_interval=0.3)
     assert reporter.start()
     try:
         reporter.progress(1, 10)  # too soon after STARTED: held back
@@ -34,8 +52,8 @@ def test_a_coalesced_value_goes_out_within_the_interval_though_the_job_calls_not
         reporter.stop()
 
 
-def test_a_job_reporting_every_100_ms_loses_nothing_at_the_default_interval(store, job_id):
-    reporter = ProgressReporter(job_id, store, None, min_interval=0.1)
+def test_a_job_reporting_every_100_ms_loses_nothing_at_the_default_interval(store, job_id, emitter):
+    reporter = ProgressReporter(job_id, store, emitter, min_interval=0.1)
     assert reporter.start()
     try:
         for n in range(1, 21):
@@ -99,3 +117,47 @@ def test_a_failing_job_is_recorded_first_then_fails_in_celerys_eyes(store, job_i
     final = store.get(job_id)
     assert (final["state"], final["error"]) == ("FAILURE", "Broken: disk full")
     assert [s["state"] for s in store.history(job_id)] == ["PENDING", "STARTED", "FAILURE"]
+
+
+def test_after_a_takeover_the_old_runner_can_change_nothing(store, job_id, emitter):
+    old = ProgressReporter(job_id, store, emitter, min_interval=0)
+    assert old.start()
+    fall_silent(old, store)
+    new = ProgressReporter(job_id, store, emitter, min_interval=0)
+    assert new.start()  # at once: the old runner's lease ran out
+    try:
+        for late in (lambda: old.progress(1, 10, "late"), lambda: old.log("late"),
+                     lambda: old.finish("SUCCESS", result={"by": "old"}, message="done")):
+            with pytest.raises(JobRefused):
+                late()
+        new.progress(1, 10, "step 1 of 10")
+    finally:
+        new.stop()
+    assert [s["message"] for s in store.history(job_id)] == \
+        ["queued", "started", "restarted (attempt 2)", "step 1 of 10"]
+
+
+def test_a_runner_whose_job_was_taken_over_ends_quietly_and_leaves_it_alone(store, job_id, emitter):
+    taken_over = []
+
+    def body(reporter):
+        fall_silent(reporter, store)
+        new = ProgressReporter(job_id, store, emitter, min_interval=0)
+        assert new.start()
+        new.stop()
+        taken_over.append(store.get(job_id))
+        return {"by": "old"}  # its final event must not land on the new runner's job
+
+    with pytest.raises(Ignore):  # neither a success nor a failure in Celery's eyes
+        run_job(job_id, body)
+    assert store.get(job_id) == taken_over[0]
+    assert store.get(job_id)["state"] == "STARTED"
+
+
+def test_a_result_that_is_not_json_ends_the_job_failed_saying_so(store, job_id):
+    with pytest.raises(NotStorable):  # a failure in Celery's eyes too
+        run_job(job_id, lambda reporter: {"primes": {2, 3, 5}})
+    final = store.get(job_id)
+    assert final["state"] == "FAILURE" and final["result"] is None
+    assert "result could not be stored" in final["error"] and "set" in final["error"]
+    assert not keepalive_threads(job_id)

@@ -7,9 +7,11 @@ worker, so what arrives at the client went worker -> reporter -> message queue -
 import os
 
 import pytest
+import redis
 
 from clients import Watcher, submit
-from processes import process_env
+from notifier.settings import SOCKETIO_CHANNEL
+from processes import process_env, wait_for
 
 
 @pytest.fixture
@@ -59,13 +61,44 @@ def test_primes_reports_each_segment_and_its_count(celery_worker, web, watcher):
     assert currents == sorted(set(currents)) and currents[-1] == progress[-1]["total"] == 3
 
 
-def test_the_worker_keeps_one_store_per_process_and_no_emitter_when_the_store_publishes(
-        celery_worker, web, watcher):
+def test_the_worker_keeps_one_store_and_one_emitter_per_process(celery_worker, web, watcher):
     from notifier.reporter import worker_emitter, worker_runtime
 
     for _ in range(2):
         job = submit(web.url, "sleep", steps=1, interval=0)
         watcher.subscribe(job["job_id"], last_seq=0)  # replays `finished` if it came first
         watcher.wait_finished(job["job_id"])
-    assert worker_runtime.cache_info().currsize == 1 and worker_runtime.cache_info().misses == 1
-    assert worker_runtime()[1].publishes and worker_emitter.cache_info().currsize == 0
+    for made_once in (worker_runtime, worker_emitter):
+        assert made_once.cache_info().currsize == 1 and made_once.cache_info().misses == 1
+
+
+def test_only_python_socketio_itself_publishes_on_flask_socketios_channel(celery_worker, web,
+                                                                          watcher, settings):
+    """Every message of a job on the message queue is one the worker's write-only
+    ``SocketIO(message_queue=...)`` made: python-socketio's own format, from its own emitter."""
+    from notifier.reporter import worker_emitter
+
+    pubsub = redis.Redis.from_url(settings.message_queue).pubsub()
+    pubsub.subscribe(SOCKETIO_CHANNEL)
+    try:
+        assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # listening from here on
+        job = submit(web.url, "sleep", steps=3, interval=0.1)
+        job_id = job["job_id"]
+        assert watcher.subscribe(job_id, last_seq=0)["ok"]
+        final = watcher.wait_finished(job_id)
+        raw = []
+
+        def room_closed():
+            while (message := pubsub.get_message(timeout=0.1)) is not None:
+                raw.append(message["data"])
+            return any(b'"close_room"' in data and job_id.encode() in data for data in raw)
+
+        wait_for(room_closed, 10, 0, message="the job's room to be closed on the channel")
+    finally:
+        pubsub.close()
+    manager = worker_emitter().server.manager  # python-socketio's own manager, as the worker made it
+    messages = [manager.json.loads(data) for data in raw]
+    assert {m["host_id"] for m in messages} == {manager.host_id}
+    emits = [(m["event"], m["data"][0]["seq"]) for m in messages if m["method"] == "emit"]
+    assert emits == [("progress", seq) for seq in range(1, final["seq"])] + [("finished", final["seq"])]
+    assert [(m["method"], m["room"]) for m in messages if m["method"] != "emit"] == [("close_room", job_id)]

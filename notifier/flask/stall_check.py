@@ -4,10 +4,13 @@ Each web process runs one stall-check loop, started with ``socketio.start_backgr
 it serves, on a schedule of its own (switching the heartbeat off does not switch off LOST
 detection). On each check, the process that takes a short store lock declares running jobs that
 showed no sign of life for ``JOB_STALL_TIMEOUT`` seconds (by Redis's clock) ``LOST``, so several
-web processes never fight over a job.
+web processes never fight over a job. After the check could not reach Redis, it declares nothing
+for one more ``JOB_STALL_TIMEOUT``: no job could show life during the outage, and the workers may
+reconnect later than this process does.
 """
 
 import logging
+import time
 
 import redis
 
@@ -40,13 +43,20 @@ def declare_stalled_jobs_lost(store, socketio, stall_timeout):
 
 def _check_stalled(socketio, store, settings):
     interval = stall_check_interval(settings.stall_timeout)
+    store_away, grace_until = False, 0.0
     while True:
         socketio.sleep(interval)
         try:
-            if store.try_lock("stall-check", server_id(), interval * 0.9):
+            locked = store.try_lock("stall-check", server_id(), interval * 0.9)
+            if store_away:
+                store_away, grace_until = False, time.monotonic() + settings.stall_timeout
+                log.warning("job store reachable again: no job is declared LOST for the next %g s",
+                            settings.stall_timeout)
+            if locked and time.monotonic() >= grace_until:
                 for job_id in declare_stalled_jobs_lost(store, socketio, settings.stall_timeout):
                     log.warning("job %s declared LOST", job_id)
         except redis.RedisError as exc:
+            store_away = True
             log.warning("stalled-job check could not reach Redis: %s", exc)
         except Exception:
             log.exception("stalled-job check failed")

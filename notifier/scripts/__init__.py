@@ -11,12 +11,12 @@ def _read(filename):
         return f.read()
 
 
-def load(name, fields, config, route):
+def load(name, fields, config):
     """The text of script ``name``, with the snapshot's fields and the store's settings written
     into its prelude (so they need not be sent with every call)."""
     def lua(values):
         return ", ".join(json.dumps(value) for value in values)  # JSON literals are Lua literals here
 
     prelude = (_read("prelude.lua").replace("FIELDS_FROM_PYTHON", lua(fields))
-               .replace("CONFIG_FROM_PYTHON", lua(config)).replace("ROUTE_FROM_PYTHON", lua(route)))
+               .replace("CONFIG_FROM_PYTHON", lua(config)))
     return prelude + _read(f"{name}.lua")

@@ -4,7 +4,6 @@
 local FIELDS = {FIELDS_FROM_PYTHON}
 -- This store's settings, written in by JobStore when it loads the scripts.
 local HISTORY_LENGTH, FINISHED_TTL, UNFINISHED_TTL = CONFIG_FROM_PYTHON
-local CHANNEL, NAMESPACE, PROGRESS_EVENT, FINISHED_EVENT = ROUTE_FROM_PYTHON
 local FINAL = {SUCCESS=true, FAILURE=true, REVOKED=true, LOST=true}
 
 local function now()
@@ -26,14 +25,15 @@ local function snapshot_json(key)
     if name == 'percent' then value = percent end
     parts[i] = '"' .. name .. '":' .. (value or 'null')
   end
-  return '{' .. table.concat(parts, ',') .. '}', values[1]
+  return '{' .. table.concat(parts, ',') .. '}'
 end
 
 -- KEYS: job hash, history stream, running set (scored by Redis time of the last sign of life).
 -- ARGV: token, allowed states ("" = any unfinished), stale_for ("" = no liveness condition),
--- reply ("" = answer {"ok"} alone), then field/value pairs (values JSON-encoded).
--- Publishes the new snapshot on CHANNEL unless it is "". Returns {"ok", snapshot JSON} (also
--- for a retry of a change already made), {"refused", state} or {"missing"}.
+-- held_by (the JSON of the runner that must hold the job, "" = anyone), then field/value pairs
+-- (values JSON-encoded).
+-- Returns {"ok", snapshot JSON} (also for a retry of a change already made), {"refused", state}
+-- or {"missing"}. Publishing the snapshot is the caller's business (notifier.events).
 local function change(KEYS, ARGV)
   local state = redis.call('HGET', KEYS[1], 'state')
   if not state then return {'missing'} end
@@ -43,6 +43,8 @@ local function change(KEYS, ARGV)
   if ARGV[2] ~= '' and not string.find(',' .. ARGV[2] .. ',', ',' .. state .. ',', 1, true) then
     return {'refused', state}
   end
+  -- A runner that lost the job to a takeover (its lease ran out) changes nothing any more.
+  if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'runner') ~= ARGV[4] then return {'refused', state} end
   local t = now()
   if ARGV[3] ~= '' then
     local alive = redis.call('ZSCORE', KEYS[3], KEYS[1])
@@ -66,17 +68,8 @@ local function change(KEYS, ARGV)
     redis.call('ZREM', KEYS[3], KEYS[1])
   end
   redis.call('EXPIRE', KEYS[1], ttl)
-  local snapshot, job_id = snapshot_json(KEYS[1])
+  local snapshot = snapshot_json(KEYS[1])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', HISTORY_LENGTH, (seq + 1) .. '-0', 'snapshot', snapshot)
   redis.call('EXPIRE', KEYS[2], ttl)
-  if CHANNEL ~= '' then
-    -- python-socketio's pub/sub message, as a write-only SocketIO(message_queue=...) sends it
-    local event = FINAL[new_state] and FINISHED_EVENT or PROGRESS_EVENT
-    local route = ',"namespace":"' .. NAMESPACE .. '","room":' .. job_id .. ',"host_id":"store"'
-    redis.call('PUBLISH', CHANNEL, '{"method":"emit","event":"' .. event .. '","data":[' .. snapshot ..
-               '],"skip_sid":null,"callback":null' .. route .. '}')
-    if FINAL[new_state] then redis.call('PUBLISH', CHANNEL, '{"method":"close_room"' .. route .. '}') end
-  end
-  if ARGV[4] == '' then return {'ok'} end
   return {'ok', snapshot}
 end
