@@ -7,9 +7,11 @@ The venv is made once per version of the library (a hash of what goes into the p
 test-artifacts/ and reused: a cold run installs it (about a minute), a warm one does not.
 """
 
+import glob
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -52,6 +54,8 @@ def user_venv():
     venv = os.path.join(ROOT, "test-artifacts", f"example-venv-{_library_hash()}")
     ready = os.path.join(venv, ".ready")
     if not os.path.exists(ready):
+        for old in glob.glob(os.path.join(ROOT, "test-artifacts", "example-venv-*")):
+            shutil.rmtree(old, ignore_errors=True)  # an older library's: never used again
         subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True)
         subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--quiet",
                         ROOT, "gunicorn>=26", "gevent"], check=True, cwd=EXAMPLE)
