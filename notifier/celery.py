@@ -31,10 +31,6 @@ log = logging.getLogger(__name__)
 MESSAGE_KEYS = ("status", "description", "message")  # Celery's example, celery-progress, plain
 
 
-class ResultNotJSON(TypeError):
-    """A task returned something the job store cannot keep (the job fails, saying so)."""
-
-
 def _as_json(value, default):
     """``value`` if it survives JSON (strict: no NaN), else ``default``."""
     try:
@@ -122,11 +118,7 @@ class ProgressTask(Task):
 
         def body(reporter):
             request.notifier_reporter = reporter
-            result = super(ProgressTask, self).__call__(*args, **kwargs)
-            if _as_json(result, ResultNotJSON) is ResultNotJSON:
-                raise ResultNotJSON(f"the result ({type(result).__name__}) is not JSON, so it cannot "
-                                    "be stored")
-            return result
+            return super(ProgressTask, self).__call__(*args, **kwargs)
 
         return reporting.run_job(request.id, body)
 

@@ -135,8 +135,8 @@ def test_a_result_that_is_not_json_is_a_failure_that_says_so(progress_app, store
     result = progress_app.returns_a_set.delay()
     final = finished(store, result.id)
     assert final["state"] == "FAILURE"
-    assert final["error"].startswith("ResultNotJSON: the result (set) is not JSON")
-    assert result.wait(timeout=10, propagate=False).__class__.__name__ == "ResultNotJSON"
+    assert final["error"].startswith("the result could not be stored as JSON")
+    assert result.wait(timeout=10, propagate=False).__class__.__name__ == "NotStorable"
 
 
 def test_the_result_backend_still_sees_progress_meta_while_the_job_runs(progress_app, store):
