@@ -117,14 +117,14 @@ def test_a_rule_that_raises_is_a_refusal_and_a_logged_error(host, store, caplog)
                for record in raised)
 
 
-def test_a_rule_that_answers_no_bool_refuses(settings, store, caplog):
+def test_a_rule_given_to_init_app_that_answers_no_bool_refuses(settings, store, caplog):
     from flask import Flask
 
     from notifier.flask import JobNotifier
 
     app = Flask("truthy")
-    JobNotifier(app, settings=replace(settings, async_mode="threading"), background_loops=False,
-                can_watch=lambda job: "yes")
+    JobNotifier(background_loops=False).init_app(app, settings=replace(settings, async_mode="threading"),
+                                                 can_watch=lambda job: "yes")
     job = store.create("report", {})
     with caplog.at_level(logging.ERROR, logger="notifier.flask.permissions"):
         assert app.test_client().get(f"/api/jobs/{job['job_id']}").status_code == 403
