@@ -62,7 +62,9 @@ def get_job(job_id):
         except JobNotFound:
             pass
         else:
-            return snapshot if notifier.rules.may_watch(snapshot) else error(403, "forbidden", WATCH_FORBIDDEN)
+            if not notifier.rules.may_watch(snapshot):
+                return error(403, "forbidden", WATCH_FORBIDDEN)
+            return snapshot
     return error(404, "not_found", f"no job with id {job_id[:64]}")
 
 
