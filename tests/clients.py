@@ -24,8 +24,8 @@ class Watcher:
     engine.io client reads each packet (``_receive_packet``), before any thread is involved.
     """
 
-    def __init__(self, url, transports=("websocket",), **client_options):
-        self.url = url
+    def __init__(self, url, transports=("websocket",), headers=None, **client_options):
+        self.url, self.headers = url, headers or {}  # headers: e.g. a login's session cookie
         self.events = []  # (event name, data) in arrival order
         self.lock = threading.Lock()
         self.sio = socketio.Client(**client_options)
@@ -55,7 +55,7 @@ class Watcher:
 
     def connect(self):
         self.sio.connect(self.url, namespaces=[NAMESPACE], transports=self.transports,
-                         wait_timeout=10)
+                         headers=self.headers, wait_timeout=10)
         return self
 
     def subscribe(self, job_id, last_seq=None, timeout=10):

@@ -5,7 +5,8 @@
 It adds the Socket.IO namespace ``/jobs`` (``namespace.py``, with the relay that orders and
 replays job events: ``relay.py``, ``listeners.py``), the ``heartbeat`` and the stalled-job check
 (``heartbeat.py``, ``stall_check.py``), the job page and ``GET /api/jobs/<id>``,
-``POST /api/jobs/<id>/cancel`` under ``url_prefix`` (``views.py``). It serves Socket.IO through the
+``POST /api/jobs/<id>/cancel`` under ``url_prefix`` (``views.py``), each as far as the app's
+``can_watch`` and ``can_cancel`` allow (``permissions.py``). It serves Socket.IO through the
 app's own ``SocketIO`` when given one, else through one it makes (``server.py``), as ``.socketio``.
 
 Everything it keeps for an app lives in ``app.extensions["notifier"]``, so one process may hold
@@ -23,6 +24,7 @@ from notifier.store import JobStore
 
 from . import heartbeat, server, stall_check
 from .namespace import JobsNamespace
+from .permissions import HostRules
 from .views import bp
 
 __all__ = ["JobNotifier"]
@@ -32,12 +34,13 @@ class NotifierState:
     """What the notifier keeps for one app: ``app.extensions["notifier"]``."""
 
     def __init__(self, settings, store, socketio, relay, *, url_prefix, kind_title, layout,
-                 cancel_token_of, background_loops):
+                 cancel_token_of, rules, background_loops):
         self.settings, self.store, self.socketio, self.relay = settings, store, socketio, relay
         self.url_prefix = url_prefix
         self.kind_title = kind_title or (lambda kind: kind)
         self.layout = layout
         self.cancel_token_of = cancel_token_of or (lambda job_id: None)
+        self.rules = rules  # the app's can_watch and can_cancel (permissions.py)
         self.background_loops = background_loops
         self.loops = []
         self._serving_pid = None
@@ -62,11 +65,16 @@ class JobNotifier:
     ``kind_title(kind)``: the job page's heading for a kind (default: the kind); ``layout``: the
     template the job page extends (it must extend ``notifier/base.html``); ``cancel_token_of(job_id)``:
     the cancel token the viewer holds for a job, or None (called in the page's request; the page
-    shows Cancel only with one; default: nobody's page does); ``background_loops=False`` leaves out the heartbeat and the stall check (for tests that drive
-    the app through Flask's client)."""
+    shows Cancel with one; default: nobody's page does); ``can_watch(snapshot)`` and
+    ``can_cancel(snapshot)``: the app's own say, e.g. from its login, called in the request's (or
+    the Socket.IO connection's) context and answering a bool (default: a job id is enough to
+    watch; only the cancel token cancels; see ``permissions.py``); ``background_loops=False``
+    leaves out the heartbeat and the stall check (for tests that drive the app through Flask's
+    client)."""
 
     DEFAULTS = {"settings": None, "kind_title": None, "layout": "notifier/base.html",
-                "cancel_token_of": None, "background_loops": True}
+                "cancel_token_of": None, "can_watch": None, "can_cancel": None,
+                "background_loops": True}
 
     def __init__(self, app=None, *, socketio=None, url_prefix="", **options):
         self._check(options)
@@ -88,14 +96,16 @@ class JobNotifier:
         options = {**self.DEFAULTS, **self.options, **options}
         settings = options["settings"] or Settings.from_env()
         url_prefix = self.url_prefix if url_prefix is None else url_prefix
+        rules = HostRules(options["can_watch"], options["can_cancel"])
         store = JobStore.from_settings(settings)
         socketio, relay = server.bind(app, socketio or self._given_socketio, settings, store)
         state = NotifierState(settings, store, socketio, relay, url_prefix=url_prefix,
                               kind_title=options["kind_title"], layout=options["layout"],
-                              cancel_token_of=options["cancel_token_of"],
+                              cancel_token_of=options["cancel_token_of"], rules=rules,
                               background_loops=options["background_loops"])
         app.extensions["notifier"] = state
-        socketio.on_namespace(JobsNamespace(NAMESPACE, relay, store, on_connect=state.serving,
+        socketio.on_namespace(JobsNamespace(NAMESPACE, relay, store, rules=rules,
+                                            on_connect=state.serving,
                                             history_length=settings.history_length))
         app.register_blueprint(bp, url_prefix=url_prefix or None)
         app.before_request(state.serving)

@@ -1,5 +1,5 @@
 """The Socket.IO namespace ``/jobs``: clients subscribe to one room per job, each connection
-within a replay budget."""
+within a replay budget, each job as far as the app's ``can_watch`` lets them."""
 
 import logging
 import math
@@ -10,6 +10,8 @@ from flask import request
 from flask_socketio import Namespace, leave_room
 
 from notifier.store import JobNotFound, is_job_id
+
+from .permissions import WATCH_FORBIDDEN, HostRules
 
 log = logging.getLogger(__name__)
 # The largest last_seq taken: the largest integer a browser's JavaScript holds exactly. A seq never
@@ -74,9 +76,10 @@ class JobsNamespace(Namespace):
     class only parses what clients send and turns failures into error acks.
     """
 
-    def __init__(self, namespace, relay, store, *, history_length=1000, on_connect=None):
+    def __init__(self, namespace, relay, store, *, rules=None, history_length=1000, on_connect=None):
         super().__init__(namespace)
         self.relay, self.store = relay, store
+        self.rules = rules or HostRules()
         self.replay_burst = 2 * history_length  # a page's first load, and a reload, of a whole history
         self.budgets = {}  # sid -> ReplayBudget, for as long as the connection lasts
         self._on_connect = on_connect
@@ -107,6 +110,10 @@ class JobsNamespace(Namespace):
             return snapshot, replayed
 
         try:
+            # Asked before joining (Flask-SocketIO runs this with the connection's request
+            # context and session): a refused client is never in the room, not even for a moment.
+            if self.rules.watching_is_checked and not self.rules.may_watch(self.store.get(job_id)):
+                return _error("forbidden", WATCH_FORBIDDEN)
             snapshot = self.relay.join_with_replay(request.sid, job_id, last_seq, read)
         except JobNotFound:
             return _error("not_found", f"no job with id {job_id}")

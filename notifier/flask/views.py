@@ -12,6 +12,8 @@ from werkzeug.exceptions import HTTPException
 from notifier import access, events
 from notifier.store import JobNotFound, JobRefused, is_job_id
 
+from .permissions import WATCH_FORBIDDEN, same_origin
+
 bp = Blueprint("notifier", __name__, static_folder="static", static_url_path="/notifier/static",
                template_folder="templates")
 
@@ -36,34 +38,53 @@ def job_page(job_id):
         abort(404)
     except redis.RedisError:
         return render_template("notifier/unavailable.html", layout=notifier.layout), 503
+    if not notifier.rules.may_watch(snapshot):
+        abort(403)
     token = notifier.cancel_token_of(job_id)
+    # Without the token, the app's can_cancel may grant it (the script then cancels with the
+    # page's cookies, which the cancel view takes only from this site's pages).
+    can_cancel = bool(token) or notifier.rules.may_cancel(snapshot)
     page = render_template("notifier/job.html", job=snapshot, title=notifier.kind_title(snapshot["kind"]),
-                           layout=notifier.layout, cancel_token=token)
-    # A page that carries a cancel token is this viewer's alone: no cache may keep it.
-    return page, 200, {"Cache-Control": "private, no-store"} if token else {}
+                           layout=notifier.layout, cancel_token=token, can_cancel=can_cancel)
+    # A page that carries a cancel token, or depends on who looks, is this viewer's alone: no
+    # cache may keep it.
+    personal = token or notifier.rules.per_viewer
+    return page, 200, {"Cache-Control": "private, no-store"} if personal else {}
 
 
 @bp.get("/api/jobs/<job_id>")
 def get_job(job_id):
     """The job's current snapshot: what a script polls, or reads once after being told of a change."""
     if is_job_id(job_id):
+        notifier = _notifier()
         try:
-            return _notifier().store.get(job_id)
+            snapshot = notifier.store.get(job_id)
         except JobNotFound:
             pass
+        else:
+            if not notifier.rules.may_watch(snapshot):
+                return error(403, "forbidden", WATCH_FORBIDDEN)
+            return snapshot
     return error(404, "not_found", f"no job with id {job_id[:64]}")
 
 
 @bp.post("/api/jobs/<job_id>/cancel")
 def cancel(job_id):
     """Ask a job to stop: a queued job is revoked at once (its worker will skip it), a running one
-    stops at its next report. Only its submitter may: the job's cancel token as a Bearer header
-    (no cookie); a missing and a wrong token get the same answer."""
+    stops at its next report. Its submitter may: the job's cancel token as a Bearer header (no
+    cookie); a missing and a wrong token get the same answer. So may whoever the app's
+    ``can_cancel`` lets, from a page of this site (``permissions.same_origin``)."""
     if not is_job_id(job_id):
         return error(404, "not_found", f"no job with id {job_id[:64]}")
     notifier = _notifier()
     try:
-        access.check(notifier.store, job_id, access.request_token(request))
+        try:
+            access.check(notifier.store, job_id, access.request_token(request))
+        except access.Forbidden:
+            # The app's word needs the request to come from one of this site's pages: the
+            # browser's cookies alone would let any other site's form cancel for it.
+            if not (same_origin(request) and notifier.rules.may_cancel(notifier.store.get(job_id))):
+                raise
         revoked = events.cancel(notifier.store, notifier.socketio, job_id,
                                 message="cancelled before it started")
         return revoked or notifier.store.get(job_id), 202

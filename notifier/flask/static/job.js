@@ -125,18 +125,20 @@
   socket.on("finished", (snapshot) => { if (snapshot.job_id === job.job_id) record(snapshot); });
 
   // ---- controls -----------------------------------------------------------------------------
-  // Only a viewer the server found the job's cancel token for gets the button, with the token
-  // (the page is rendered for it alone: the submitting browser's session, in the standalone app).
-  // A running job stops at its next step: the button says so until the final event arrives.
+  // Only a viewer who may cancel gets the button: one the server found the job's cancel token
+  // for (the page carries it, rendered for that viewer alone: the submitting browser's session,
+  // in the standalone app), or one the app's can_cancel lets (no token: the browser's own
+  // cookies and Origin speak for it). A running job stops at its next step: the button says so
+  // until the final event arrives.
   const cancelToken = $("job").dataset.cancelToken;
-  if (cancelToken) $("cancel").addEventListener("click", async () => {
+  if ($("cancel")) $("cancel").addEventListener("click", async () => {
     const button = $("cancel");
     button.disabled = true;
     button.textContent = "Cancelling…";
     let asked = false;
     try {
       const response = await fetch($("job").dataset.cancelUrl, {
-        method: "POST", headers: { Authorization: `Bearer ${cancelToken}` },
+        method: "POST", headers: cancelToken ? { Authorization: `Bearer ${cancelToken}` } : {},
       });
       const body = await response.json();
       asked = response.ok;
