@@ -229,3 +229,41 @@ def test_the_heartbeat_repeats_the_last_active_jobs_count_while_redis_is_down(se
     beats = [data[1] for _, data in server.sent]
     assert "active_jobs" not in beats[0]  # nothing read yet: left out, never null
     assert [beat.get("active_jobs") for beat in beats[1:]] == [1, 1]
+
+
+# ---- the first listen: the listener starts with the first client ----------------------------------
+
+def test_events_published_before_the_first_listen_reach_a_client_that_subscribed_before_it(store):
+    """A real Redis, a real write-only emitter and the real Redis listener, whose first connection
+    is held until the test lets it go: the client subscribes and three events are published while
+    nobody listens, every time. Once listening, the listener sends the room what it missed."""
+    import os
+    import threading
+
+    from flask_socketio import SocketIO
+
+    from notifier import events
+    from processes import wait_for
+
+    manager = listeners.relay_manager(os.environ["REDIS_URL"], store)
+    server = python_socketio.Server(client_manager=manager, async_mode="threading")
+    sent = []
+    server._send_eio_packet = lambda eio_sid, eio_pkt: sent.append(
+        (eio_sid, json.loads(eio_pkt.data[eio_pkt.data.index("["):])))
+    listen, first_connect = threading.Event(), manager._redis_connect
+
+    def held_connect():
+        listen.wait(30)
+        first_connect()
+
+    manager._redis_connect = held_connect
+    job_id = store.create("sleep", {})["job_id"]
+    sid = manager.connect("client", "/jobs")
+    manager.initialize()  # what python-socketio does on its first connection: the listener starts
+    manager.join_with_replay(sid, job_id, None, lambda last_seq: (store.get(job_id), []))
+    emitter = SocketIO(message_queue=os.environ["REDIS_URL"], async_mode="threading")
+    for n in (1, 2, 3):
+        events.record(store, emitter, job_id, state="PROGRESS", current=n, total=3)
+    listen.set()
+    wait_for(lambda: [data[1]["seq"] for eio_sid, data in sent if eio_sid == "client"] == [1, 2, 3],
+             10, message="the three events published before the listener listened")

@@ -5,6 +5,10 @@ and whatever the workers published before they are subscribed again never reache
 a client that stayed connected would miss events, even ``finished``. These listeners retry every
 second and, once listening again, replay from the job store what each job room here missed since
 the last event it relayed (clients drop duplicates by ``seq``). Redis and RabbitMQ alike.
+
+The first time is no different: the listener starts with the first client, and a client that
+subscribes before the listener's queue or channel exists would otherwise miss what was published
+in between.
 """
 
 import logging
@@ -25,7 +29,8 @@ class Resyncing(OrderedRelay):
     """An OrderedRelay whose listener reconnects every RETRY_INTERVAL and then resyncs."""
 
     def resync(self):
-        """Send each job room here the events published while this process was not listening."""
+        """Send each job room here the events published while this process was not listening;
+        returns how many events to how many rooms."""
         replayed, rooms = 0, self.job_rooms()
         for room in rooms:
             for snapshot in self.store.history(room, self.last_relayed(room)):
@@ -36,16 +41,18 @@ class Resyncing(OrderedRelay):
                 if snapshot["finished_at"] is not None:
                     self._handle_close_room({"room": room, "namespace": NAMESPACE})
                     break
-        log.warning("message queue back: replayed %d events to %d job rooms", replayed, len(rooms))
+        return replayed, len(rooms)
 
     def _listening(self, connect, listen):
-        """Listen for good: reconnect every RETRY_INTERVAL, then resync what was missed."""
+        """Listen for good: (re)connect every RETRY_INTERVAL, each time resyncing what was missed."""
         lost = False
         while True:
             try:
                 connect()
-                if lost:
-                    self.resync()
+                replayed, rooms = self.resync()
+                if lost or replayed:
+                    log.warning("message queue %s: replayed %d events to %d job rooms",
+                                "back" if lost else "listening", replayed, rooms)
                 yield from listen()
             except Exception as exc:
                 log.warning("message queue unreachable (%s); retrying in %g s", exc, RETRY_INTERVAL)
