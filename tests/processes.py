@@ -152,16 +152,7 @@ def start_web(env, log_dir, *, port=None, server="eventlet"):
                    env, log_dir).start()
     proc.url = f"http://127.0.0.1:{port}"
     proc.port, proc.server = port, server
-
-    def healthy():
-        assert proc.alive(), f"web process exited:\n{proc.output()}"
-        try:
-            return requests.get(proc.url + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(healthy, 30, 0.1, message=f"web process on port {port}")
-    return proc
+    return _wait_healthy(proc)
 
 
 def _wait_healthy(proc, timeout=30):
