@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from clients import Watcher, in_seq_order, submit
+from clients import Watcher, submit
 from processes import process_env, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -83,9 +83,7 @@ def test_a_rabbitmq_restart_mid_job_is_replayed_to_the_watchers_from_the_job_sto
         ack = watcher.subscribe(job_id)
         for n in range(3):
             events.record(store, emitter, job_id, state="PROGRESS", current=n, total=10)
-        # The web process starts listening with its first client: what was published before
-        # it listened comes from the job store, and may come twice (dropped by seq).
-        wait_for(lambda: watcher.unique_seqs(job_id) == [1, 2, 3], 30, message="live events")
+        wait_for(lambda: len(watcher.seqs(job_id)) >= 3, 30, message="live events")
         rabbitmqctl("stop_app")
         try:
             wait_for(lambda: "message queue unreachable" in web.output(), 30,
@@ -97,7 +95,9 @@ def test_a_rabbitmq_restart_mid_job_is_replayed_to_the_watchers_from_the_job_sto
         events.record(store, emitter, job_id, state="SUCCESS", result={"ok": True})
         final = watcher.wait_finished(job_id, 60)
         assert final["state"] == "SUCCESS"
-        kept = in_seq_order(watcher.job_events(job_id))
-        assert kept == list(range(ack["job"]["seq"] + 1, final["seq"] + 1)), kept
+        # Each once, in order: what a resync sent from the job store is not relayed again when
+        # the new queue brings it too.
+        seqs = watcher.seqs(job_id)
+        assert seqs == list(range(ack["job"]["seq"] + 1, final["seq"] + 1)), seqs
     finally:
         watcher.close()

@@ -267,3 +267,50 @@ def test_events_published_before_the_first_listen_reach_a_client_that_subscribed
     listen.set()
     wait_for(lambda: [data[1]["seq"] for eio_sid, data in sent if eio_sid == "client"] == [1, 2, 3],
              10, message="the three events published before the listener listened")
+
+
+def test_what_the_first_resync_sent_is_not_sent_again_when_the_queue_brings_it_too(store):
+    """The listener subscribes to the channel, then resyncs from the job store: events published
+    in between are in both. Held there every time (three events published after the listener
+    subscribed and before it reads the store); the client gets each once, in order."""
+    import os
+    import threading
+
+    from flask_socketio import SocketIO
+
+    from notifier import events
+    from processes import wait_for
+
+    manager = listeners.relay_manager(os.environ["REDIS_URL"], store)
+    server = python_socketio.Server(client_manager=manager, async_mode="threading")
+    sent = []
+    server._send_eio_packet = lambda eio_sid, eio_pkt: sent.append(
+        (eio_sid, json.loads(eio_pkt.data[eio_pkt.data.index("["):])))
+    subscribed, published, resynced = threading.Event(), threading.Event(), threading.Event()
+    first_resync = manager.resync
+
+    def held_resync():
+        subscribed.set()
+        published.wait(30)
+        manager.resync = first_resync
+        try:
+            return first_resync()
+        finally:
+            resynced.set()
+
+    manager.resync = held_resync
+    job_id = store.create("sleep", {})["job_id"]
+    sid = manager.connect("client", "/jobs")
+    manager.join_with_replay(sid, job_id, None, lambda last_seq: (store.get(job_id), []))
+    manager.initialize()
+    assert subscribed.wait(10), "the listener never subscribed"
+    emitter = SocketIO(message_queue=os.environ["REDIS_URL"], async_mode="threading")
+    for n in (1, 2, 3):
+        events.record(store, emitter, job_id, state="PROGRESS", current=n, total=4)
+    published.set()
+    assert resynced.wait(10), "the listener never resynced"
+    # Published after the resync: it arrives behind whatever the queue held from before.
+    events.record(store, emitter, job_id, state="PROGRESS", current=4, total=4)
+    seqs = lambda: [data[1]["seq"] for eio_sid, data in sent if eio_sid == "client"]  # noqa: E731
+    wait_for(lambda: 4 in seqs(), 10, message="the event published after the resync")
+    assert seqs() == [1, 2, 3, 4]

@@ -4,11 +4,12 @@ python-socketio's listeners re-subscribe after an outage with a back-off that gr
 and whatever the workers published before they are subscribed again never reaches this process:
 a client that stayed connected would miss events, even ``finished``. These listeners retry every
 second and, once listening again, replay from the job store what each job room here missed since
-the last event it relayed (clients drop duplicates by ``seq``). Redis and RabbitMQ alike.
+the last event it relayed. Redis and RabbitMQ alike.
 
 The first time is no different: the listener starts with the first client, and a client that
 subscribes before the listener's queue or channel exists would otherwise miss what was published
-in between.
+in between. What is published after the listener subscribed and before it read the job store comes
+both ways; the relay sends it once (``OrderedRelay.resynced``).
 """
 
 import logging
@@ -37,6 +38,7 @@ class Resyncing(OrderedRelay):
                 # The same path as a message from the queue: counted, ordered, tracked by the relay.
                 self._handle_emit({"method": "emit", "event": event_for(snapshot), "data": [snapshot],
                                    "namespace": NAMESPACE, "room": room, "host_id": self.host_id})
+                self.resynced(room, snapshot["seq"])
                 replayed += 1
                 if snapshot["finished_at"] is not None:
                     self._handle_close_room({"room": room, "namespace": NAMESPACE})

@@ -32,6 +32,7 @@ class _Room:
     held: dict = field(default_factory=dict)  # sid -> [(event, snapshot)] held while its replay goes out
     floors: dict = field(default_factory=dict)  # sid -> highest seq that sid already has
     relayed: int = -1  # seq of the last event passed on to this room
+    resynced: int = -1  # seq of the last event a resync sent this room from the job store
 
 
 class OrderedRelay:
@@ -52,10 +53,12 @@ class OrderedRelay:
         if (message.get("namespace") != NAMESPACE or message.get("event") not in (PROGRESS, FINISHED)
                 or snapshot is None or not isinstance(snapshot.get("seq"), int)):
             return super()._handle_emit(message)
-        self.relayed[message["event"]] += 1
         seq = snapshot["seq"]
         with self._gate:  # deciding who is skipped and delivering to the rest is one step
             state = self._rooms.get(room)
+            if state is not None and seq <= state.resynced:
+                return None  # a resync already sent it, from the job store
+            self.relayed[message["event"]] += 1
             if state is None:
                 if room not in self.rooms.get(NAMESPACE, {}):
                     return None  # nobody here watches this job
@@ -74,6 +77,14 @@ class OrderedRelay:
                 given = [given] if isinstance(given, str) else list(given)
                 message = {**message, "skip_sid": given + sorted(skip)}
             return super()._handle_emit(message)
+
+    def resynced(self, room, seq):
+        """Record that ``seq`` went to ``room`` from the job store: when the message queue brings
+        it too (it was published while the listener was subscribing again), it is not sent twice."""
+        with self._gate:
+            state = self._rooms.get(room)
+            if state is not None:
+                state.resynced = max(state.resynced, seq)
 
     # ---- joining a room -------------------------------------------------------------------------
 
