@@ -72,7 +72,8 @@ def build_parser(kinds=()):
     cancel_cmd = commands.add_parser("cancel", help="stop a job this user submitted")
     cancel_cmd.add_argument("job_id")
     cancel_cmd.add_argument("--token", help="the job's cancel token (default: the one its submit "
-                                            f"kept in {tokens.path()})")
+                                            f"kept in {tokens.path()}); - reads it from standard "
+                                            "input, out of sight of other users' process lists")
     cancel_cmd.add_argument("--json", action="store_true", help="print the job's snapshot as JSON")
     return parser
 
@@ -115,11 +116,12 @@ def _keep_token(job_id, token):
         tokens.save(job_id, token)
     except OSError as exc:  # the job runs anyway: say how to cancel it, this once
         print(f"warning: could not keep the cancel token ({exc}); to cancel this job later: "
-              f"cancel {job_id} --token {token}", file=sys.stderr)
+              f"echo {token} | python -m jobclient cancel {job_id} --token -", file=sys.stderr)
 
 
 def _cancel(url, args):
-    snapshot = api.cancel(url, args.job_id, args.token or tokens.load(args.job_id))
+    token = sys.stdin.readline().strip() if args.token == "-" else args.token
+    snapshot = api.cancel(url, args.job_id, token or tokens.load(args.job_id))
     if args.json:
         print(json.dumps(snapshot, separators=(",", ":")), flush=True)
     elif snapshot["state"] == "REVOKED":

@@ -26,10 +26,11 @@ def cli_env(**extra):
     return env
 
 
-def cli(stack, *args, env=None, timeout=60):
-    """Run ``python -m webapp.cli --url <stack> ARGS`` to its end."""
+def cli(stack, *args, env=None, timeout=60, stdin=""):
+    """Run ``python -m jobclient --url <stack> ARGS`` to its end."""
     return subprocess.run([sys.executable, "-m", "jobclient", "--url", stack.url, *args], cwd=ROOT,
-                          env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+                          env=env or cli_env(), capture_output=True, text=True, timeout=timeout,
+                          input=stdin)
 
 
 def snapshots(stdout):
@@ -89,6 +90,29 @@ def test_cancel_takes_a_token_given_explicitly(stack, tmp_path):
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["job_id"] == job["job_id"]
     wait_for(lambda: api_job(stack.url, job["job_id"])["state"] == "REVOKED", 20, message="the job to stop")
+
+
+def test_cancel_reads_the_token_from_standard_input_when_told_to(stack, tmp_path):
+    job = submit(stack.url, steps=300, interval=0.1)
+    run = cli(stack, "cancel", job["job_id"], "--token", "-", "--json",
+              env=cli_env(XDG_STATE_HOME=str(tmp_path)), stdin=job["cancel_token"] + "\n")
+    assert run.returncode == 0, run.stderr
+    wait_for(lambda: api_job(stack.url, job["job_id"])["state"] == "REVOKED", 20, message="the job to stop")
+
+
+def test_a_token_that_cannot_be_kept_is_shown_once_with_the_command_that_cancels(stack, tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    run = cli(stack, "submit", "sleep", "--steps", "300", "--interval", "0.1",
+              env=cli_env(XDG_STATE_HOME=str(blocked)))
+    assert run.returncode == 0, run.stderr
+    job_id = run.stdout.splitlines()[0]
+    [command] = re.findall(r"echo (\S+) \| python -m jobclient cancel (\S+) --token -", run.stderr)
+    assert command[1] == job_id
+    cancelled = cli(stack, "cancel", job_id, "--token", "-", env=cli_env(XDG_STATE_HOME=str(blocked)),
+                    stdin=command[0] + "\n")
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_for(lambda: api_job(stack.url, job_id)["state"] == "REVOKED", 20, message="the job to stop")
 
 
 def test_watch_prints_each_message_and_exits_0_on_success(stack):
