@@ -9,7 +9,7 @@ the last event it relayed. Redis and RabbitMQ alike.
 The first time is no different: the listener starts with the first client, and a client that
 subscribes before the listener's queue or channel exists would otherwise miss what was published
 in between. What is published after the listener subscribed and before it read the job store comes
-both ways; the relay sends it once (``OrderedRelay.resynced``).
+both ways; the relay sends it once (``OrderedRelay.mark_resynced``).
 """
 
 import logging
@@ -38,7 +38,7 @@ class Resyncing(OrderedRelay):
                 # The same path as a message from the queue: counted, ordered, tracked by the relay.
                 self._handle_emit({"method": "emit", "event": event_for(snapshot), "data": [snapshot],
                                    "namespace": NAMESPACE, "room": room, "host_id": self.host_id})
-                self.resynced(room, snapshot["seq"])
+                self.mark_resynced(room, snapshot["seq"])
                 replayed += 1
                 if snapshot["finished_at"] is not None:
                     self._handle_close_room({"room": room, "namespace": NAMESPACE})

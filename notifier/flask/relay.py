@@ -78,7 +78,7 @@ class OrderedRelay:
                 message = {**message, "skip_sid": given + sorted(skip)}
             return super()._handle_emit(message)
 
-    def resynced(self, room, seq):
+    def mark_resynced(self, room, seq):
         """Record that ``seq`` went to ``room`` from the job store: when the message queue brings
         it too (it was published while the listener was subscribing again), it is not sent twice."""
         with self._gate:
