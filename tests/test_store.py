@@ -224,3 +224,15 @@ def test_the_history_keeps_about_the_newest_history_length_events(store):
     kept = [s["seq"] for s in capped.history(job_id)]
     assert 10 <= len(kept) <= 10 + 200, len(kept)
     assert kept == list(range(1000 - len(kept) + 1, 1001))  # the newest ones, none missing
+
+
+def test_with_the_default_settings_a_job_keeps_its_newest_thousand_events_for_replay(store):
+    # The store users run with (JOB_HISTORY_LENGTH unset): a client away for 1,000 events still
+    # gets every one of them, and a job that reports for hours does not grow its history for good.
+    job_id = store.create("sleep", {})["job_id"]
+    for n in range(1, 2501):
+        store.update(job_id, state=PROGRESS, current=n, total=2500)
+    kept = [s["seq"] for s in store.history(job_id)]
+    assert kept[-1000:] == list(range(1501, 2501))
+    assert 1000 <= len(kept) <= 1000 + 200, len(kept)
+    assert kept == list(range(2500 - len(kept) + 1, 2501))
