@@ -236,3 +236,15 @@ def test_with_the_default_settings_a_job_keeps_its_newest_thousand_events_for_re
     assert kept[-1000:] == list(range(1501, 2501))
     assert 1000 <= len(kept) <= 1000 + 200, len(kept)
     assert kept == list(range(2500 - len(kept) + 1, 2501))
+
+
+def test_with_the_default_settings_a_finished_job_is_kept_a_day_and_one_never_run_a_week(store):
+    waiting = store.create("sleep", {})["job_id"]
+    done = store.create("sleep", {})["job_id"]
+    store.update(done, state=STARTED)
+    store.update(done, state=SUCCESS, result={"ok": True})
+    day, week = 24 * 3600, 7 * 24 * 3600
+    for key in (f"notifier:job:{waiting}", f"notifier:history:{waiting}"):
+        assert week - 60 <= store.redis.ttl(key) <= week, key
+    for key in (f"notifier:job:{done}", f"notifier:history:{done}"):
+        assert day - 60 <= store.redis.ttl(key) <= day, key
