@@ -318,6 +318,33 @@ def test_a_last_seq_beyond_any_seq_is_invalid_or_has_nothing_to_replay(processes
     assert "unavailable" not in web.output()
 
 
+def test_the_subscribe_ack_says_where_the_replay_starts(processes, store, settings):
+    """``history_from`` is the first seq the replay sends: the one after ``last_seq``, or the
+    oldest one the job's capped history still holds when what followed ``last_seq`` is gone. A
+    client whose ack overtakes the replay waits for every seq from there on."""
+    from dataclasses import replace
+
+    from notifier.store import JobStore
+
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    job_id = _job_with_events(store, 40)
+    trimmed_store = JobStore.from_settings(replace(settings, history_length=20))
+    trimmed = _job_with_events(trimmed_store, 400)
+    oldest = trimmed_store.history(trimmed)[0]["seq"]
+    assert oldest > 11, "the history still holds what follows last_seq"
+    watcher = Watcher(web.url).connect()
+    try:
+        ack = watcher.subscribe(job_id, last_seq=10)
+        assert ack["ok"] and ack["job"]["seq"] == 39 and ack["history_from"] == 11, ack
+        wait_for(lambda: watcher.seqs(job_id) == list(range(11, 40)), 10, message="seqs 11 to 39")
+        ack = watcher.subscribe(trimmed, last_seq=10)
+        assert ack["ok"] and ack["job"]["seq"] == 399 and ack["history_from"] == oldest, ack
+        wait_for(lambda: watcher.seqs(trimmed) == list(range(oldest, 400)), 10,
+                 message=f"seqs {oldest} to 399")
+    finally:
+        watcher.close()
+
+
 def test_replays_beyond_a_connections_budget_are_refused_as_rate_limited(processes, store):
     web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
     job_id = _job_with_events(store, 1000)
@@ -333,6 +360,46 @@ def test_replays_beyond_a_connections_budget_are_refused_as_rate_limited(process
     finally:
         greedy.close()
         other.close()
+
+
+def test_the_replay_budget_counts_events_so_shorter_replays_fit_more_often(processes, store):
+    """The budget is two whole histories' worth of events (2 x 1,000 with the default history),
+    not two replays: five replays of a 400-event job fit, the sixth waits for the refill (one
+    history a minute: 400 events take at most 24 s)."""
+    web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
+    job_id = _job_with_events(store, 400)
+    watcher = Watcher(web.url).connect()
+    try:
+        acks = [watcher.subscribe(job_id, last_seq=-1) for _ in range(6)]
+        assert [ack["ok"] for ack in acks] == [True] * 5 + [False], acks[-1]
+        refused = acks[5]["error"]
+        assert refused["code"] == "rate_limited" and 0 < refused["retry_after"] <= 24, refused
+    finally:
+        watcher.close()
+
+
+def test_the_replay_budget_refills_one_history_a_minute(monkeypatch):
+    """Two whole histories at once, then one more a minute. A clock the test moves stands in for
+    waiting minutes."""
+    from types import SimpleNamespace
+
+    from notifier.flask import namespace
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(namespace, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    budget = namespace.ReplayBudget(namespace.JobsNamespace("/jobs", None, None).replay_burst)
+    budget.spend(1000)
+    budget.spend(1000)
+    with pytest.raises(namespace.ReplayRefused) as refused:
+        budget.spend(1000)
+    assert refused.value.retry_after == 60
+    clock.now = 30.0
+    with pytest.raises(namespace.ReplayRefused) as refused:
+        budget.spend(1000)
+    assert refused.value.retry_after == 30
+    budget.spend(500)  # half a history came back in half a minute
+    clock.now = 91.0
+    budget.spend(1000)  # and a whole one in the minute after that
 
 
 def test_a_client_asking_for_replays_it_never_reads_cannot_make_the_server_hold_them(processes, store):
