@@ -244,6 +244,9 @@ def test_a_redis_outage_is_survived_without_restarting_anything(processes):
                             allow_redirects=False, timeout=15)
         assert form.status_code == 503 and "nothing was" in form.text
         assert submitted_total(url) == submitted
+        # A subscribe cannot read the job now: an answer that says to retry, on a live connection.
+        refused = watcher.subscribe(job_id, last_seq=-1)
+        assert refused["ok"] is False and refused["error"]["code"] == "unavailable", refused
         beats = len(watcher.heartbeats())
         wait_for(lambda: len(watcher.heartbeats()) >= beats + 2, 10,
                  message="heartbeats during the outage")
