@@ -2,6 +2,8 @@
 
 import inspect
 import json
+import os
+import time
 
 import pytest
 import socketio as python_socketio
@@ -137,13 +139,16 @@ def test_a_job_event_goes_out_between_heartbeat_slices_not_after_all_of_them(ser
     sids = [connected(server, f"eio-{n}") for n in range(1, 6)]
     server.manager.enter_room(sids[4], "/jobs", "job")
     server.meanwhile = lambda count: server.manager._handle_emit(job_event(count))
+    before = time.time()
     beating.beat(store)
+    after = time.time()
     sent = [(eio_sid, data[0]) for eio_sid, data in server.sent]
     assert sent == [("eio-1", "heartbeat"), ("eio-2", "heartbeat"), ("eio-5", "progress"),
                     ("eio-3", "heartbeat"), ("eio-4", "heartbeat"), ("eio-5", "progress"),
                     ("eio-5", "heartbeat"), ("eio-5", "progress")]
     beat = server.sent[0][1][1]
-    assert beat["active_jobs"] == 0 and beat["server"] and beat["ts"] > 0
+    assert beat["active_jobs"] == 0 and beat["server"]
+    assert before <= beat["ts"] <= after  # the server's wall clock: pages learn its offset from it
 
 
 def test_each_connected_client_gets_one_heartbeat_and_a_client_that_left_none(server, beating, store):
@@ -229,6 +234,43 @@ def test_the_heartbeat_repeats_the_last_active_jobs_count_while_redis_is_down(se
     beats = [data[1] for _, data in server.sent]
     assert "active_jobs" not in beats[0]  # nothing read yet: left out, never null
     assert [beat.get("active_jobs") for beat in beats[1:]] == [1, 1]
+
+
+# ---- the stalled-job check: only the holder of its lock declares jobs LOST ------------------------
+
+def test_the_stall_check_declares_nothing_while_another_process_holds_its_lock(store, settings):
+    """The real check loop on the real Redis, its rounds counted where it sleeps; another web
+    process is stood in for by the lock it holds."""
+    from dataclasses import replace
+
+    from flask_socketio import SocketIO
+
+    from notifier.flask import stall_check
+    from processes import wait_for
+
+    settings = replace(settings, stall_timeout=0.2)
+    job_id = store.create("sleep", {})["job_id"]
+    store.update(job_id, state="STARTED")
+    wait_for(lambda: job_id in store.stalled(settings.stall_timeout), 10, message="the job to stall")
+    socketio = SocketIO(message_queue=os.environ["REDIS_URL"], async_mode="threading")
+
+    def run_rounds(count):
+        rounds = []
+
+        def sleep(seconds):
+            if len(rounds) == count:
+                raise Stop
+            rounds.append(seconds)
+        socketio.sleep = sleep
+        with pytest.raises(Stop):
+            stall_check._check_stalled(socketio, store, settings)
+
+    assert store.try_lock("stall-check", "another web process", 60)
+    run_rounds(5)
+    assert store.get(job_id)["state"] == "STARTED"
+    store.redis.delete(f"{store.prefix}lock:stall-check")  # the other process is gone
+    run_rounds(2)
+    assert store.get(job_id)["state"] == "LOST"
 
 
 # ---- the first listen: the listener starts with the first client ----------------------------------
