@@ -137,6 +137,24 @@ def test_cancel_of_a_finished_job_is_409_for_its_submitter(client, store):
                        headers=bearer(job["cancel_token"])).status_code == 409
 
 
+def test_with_the_default_limit_one_address_submits_60_jobs_a_minute(client, queued):
+    import re
+
+    accepted = [client.post("/api/jobs", json={"kind": "sleep", "params": {"steps": 1}}).status_code
+                for _ in range(60)]
+    assert accepted == [202] * 60
+    api = client.post("/api/jobs", json={"kind": "sleep", "params": {"steps": 1}})
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                     client.get("/").get_data(as_text=True)).group(1)
+    form = client.post("/jobs", data={"csrf_token": csrf, "kind": "sleep", "sleep-steps": "1"})
+    for refused in (api, form):  # the form and the API count against the same limit
+        assert refused.status_code == 429
+        # Within the minute's window (Flask-Limiter rounds its reset time up by a second).
+        assert 0 < int(refused.headers["Retry-After"]) <= 61
+    assert api.get_json()["error"]["code"] == "too_many_requests"
+    assert queued() == 60
+
+
 def test_healthz_says_ok_when_redis_answers(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.get_json()["status"] == "ok"

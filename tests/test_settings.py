@@ -21,6 +21,8 @@ def test_a_setting_that_would_break_every_job_is_refused_naming_it(name, raw):
 
 def test_the_defaults_and_sensible_values_are_taken():
     assert (Settings.from_env({}).history_length, Settings.from_env({}).stall_timeout) == (1000, 30.0)
+    assert Settings.from_env({}).heartbeat_interval == 5.0
+    assert Settings.from_env({}).submit_rate_limit == "60 per minute"
     chosen = Settings.from_env({"JOB_HISTORY_LENGTH": "10", "JOB_STALL_TIMEOUT": "0.5"})
     assert (chosen.history_length, chosen.stall_timeout) == (10, 0.5)
 
