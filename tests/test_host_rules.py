@@ -84,8 +84,12 @@ def test_a_page_of_this_site_may_name_itself_by_referer_alone(host, store):
     ("alice", {"Origin": "null"}),  # a sandboxed or file page
     ("alice", {"Referer": "http://evil.example/jobs"}),
     ("alice", {"Origin": "http://evil.example", "Referer": "http://localhost/"}),
+    ("alice", {"Origin": "http://localhost.evil.example"}),  # starts like this site, is another
+    ("alice", {"Origin": "http://localhost:8080"}),  # another port is another origin
+    ("alice", {"Referer": "http://localhost.evil.example/jobs"}),
 ], ids=["anonymous", "not-the-owner", "no-origin", "cross-site", "other-scheme", "null-origin",
-        "cross-site-referer", "cross-site-origin-wins"])
+        "cross-site-referer", "cross-site-origin-wins", "look-alike-host", "other-port",
+        "look-alike-referer"])
 def test_a_cancel_can_cancel_refuses_is_403_and_the_job_goes_on(host, store, user, headers):
     job = store.create("report", {"owner": "alice"})
     answer = client_of(host, user).post(f"/api/jobs/{job['job_id']}/cancel", headers=headers)
