@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from clients import Watcher, metric, submit
-from processes import process_env, wait_for
+from processes import free_port, process_env, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.web_servers("eventlet", "gevent")]
 
@@ -140,6 +140,26 @@ def test_the_threading_mode_web_process_serves_the_same_jobs(stack, processes):
         wait_for(client.heartbeats, 5, message="a heartbeat in threading mode")
     finally:
         client.close()
+
+
+@pytest.mark.web_servers("eventlet")  # a web process and worker of its own: nothing else counted
+def test_metrics_count_the_events_relayed_by_event(processes):
+    redis_port = free_port()
+    processes.redis(redis_port)
+    env = process_env(f"redis://127.0.0.1:{redis_port}/0", HEARTBEAT_INTERVAL=1)
+    web = processes.web(env)
+    processes.worker(env)
+    client = Watcher(web.url).connect()
+    try:
+        job = submit(web.url, "sleep", steps=4, interval=0.05)
+        assert client.subscribe(job["job_id"])["ok"]
+        client.wait_finished(job["job_id"])
+        progress = [name for name, _ in client.job_events(job["job_id"])].count("progress")
+    finally:
+        client.close()
+    relayed = lambda event: metric(web.url, f'notifier_events_relayed_total{{event="{event}"}}')  # noqa: E731
+    assert relayed("finished") == 1
+    assert relayed("progress") >= progress >= 1
 
 
 def test_one_heartbeat_loop_per_process_whatever_the_number_of_clients(stack):
