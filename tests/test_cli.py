@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -173,6 +174,40 @@ def test_watch_exits_non_zero_when_the_job_is_cancelled(stack):
         watcher.kill()
     assert watcher.returncode == 3, err
     assert json.loads(out.splitlines()[-1])["state"] == "REVOKED"
+
+
+def test_watch_exits_4_when_the_job_is_lost(stack):
+    from dataclasses import replace
+
+    from notifier.settings import Settings
+    from notifier.store import JobStore
+
+    store = JobStore.from_settings(replace(Settings.from_env(), redis_url=stack.redis_url))
+    job_id = store.create("sleep", {"steps": 3, "interval": 0})["job_id"]  # no worker runs it
+    store.update(job_id, state="STARTED", message="started")
+    store.update(job_id, state="LOST", message="lost", error="no sign of life from its worker for 30 s")
+
+    run = cli(stack, "watch", job_id)
+
+    assert run.returncode == 4, run.stderr
+    assert run.stdout.splitlines()[-1].startswith("LOST after ")
+    assert "no sign of life from its worker" in run.stdout
+
+
+def test_watch_exits_130_when_interrupted(stack):
+    job = submit(stack.url, steps=300, interval=0.1)
+    watcher = subprocess.Popen([sys.executable, "-m", "jobclient", "--url", stack.url, "watch",
+                                job["job_id"], "--json"], cwd=ROOT, env=cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(watcher.stdout.readline())["seq"] == 0  # it is following the job
+        watcher.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = watcher.communicate(timeout=30)
+    finally:
+        watcher.kill()
+        cancel(stack.url, job)  # the stack is shared: stop the job
+    assert watcher.returncode == 130, err
+    assert "Traceback" not in err
 
 
 def test_watch_resumes_without_gaps_after_the_server_restarts(stack, processes):
