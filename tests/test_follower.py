@@ -113,3 +113,18 @@ def test_a_rate_limited_answer_is_retried_after_the_time_it_names():
     seqs, ended = follow_within(follower)
     assert ended and seqs == [0, 1]
     assert follower.subscribed == [-1, -1]
+
+
+def test_after_a_reconnect_it_subscribes_again_from_the_last_seq_it_has():
+    """The real ``subscribe``; what it would send is recorded instead (a stand-in for the network)."""
+    follower = Follower("http://127.0.0.1:9", JOB)
+    sent = []
+    follower.sio.emit = lambda event, data, namespace, callback: sent.append((event, data))
+    seqs = follow(follower, ("connect", None),
+                  ("ack", {"ok": True, "job": snapshot(1), "history_from": 0}),
+                  *[("snapshot", snapshot(seq)) for seq in (0, 2, 3)],
+                  ("disconnect", None), ("connect", None),
+                  ("ack", {"ok": True, "job": snapshot(4, "SUCCESS"), "history_from": 4}))
+    assert seqs == [0, 1, 2, 3, 4]
+    assert sent == [("subscribe", {"job_id": JOB, "last_seq": -1}),
+                    ("subscribe", {"job_id": JOB, "last_seq": 3})]
