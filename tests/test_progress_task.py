@@ -131,6 +131,24 @@ def test_odd_metas_are_progress_with_what_can_be_read_and_never_crash_the_task(p
     assert result.get(timeout=10) == {"ok": True}
 
 
+def test_a_report_without_a_state_is_plain_progress():
+    from notifier.celery import progress_from_meta
+
+    # update_state(meta=...) leaves ``state`` None: no custom state's name to put in the message.
+    assert progress_from_meta(None, {"current": 1, "total": 4, "status": "copying"}) == (1, 4, "copying")
+    assert progress_from_meta(None, None) == (None, None, None)
+
+
+def test_a_task_revoked_before_it_runs_ends_its_job_revoked(progress_app, store):
+    task_id = str(uuid.uuid4())
+    # Once the worker has answered, it knows the id before the task's message reaches it.
+    assert progress_app.app.control.revoke(task_id, reply=True, timeout=10, limit=1)
+    progress_app.echo.apply_async(task_id=task_id)
+    final = finished(store, task_id)
+    assert (final["state"], final["message"]) == ("REVOKED", "revoked")
+    assert [e["state"] for e in store.history(task_id)] == ["PENDING", "REVOKED"]
+
+
 def test_a_result_that_is_not_json_is_a_failure_that_says_so(progress_app, store):
     result = progress_app.returns_a_set.delay()
     final = finished(store, result.id)

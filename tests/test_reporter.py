@@ -66,6 +66,34 @@ def test_a_job_reporting_every_100_ms_loses_nothing_at_the_default_interval(stor
         reporter.stop()
 
 
+def test_a_held_back_value_goes_out_before_a_log_message(store, job_id, emitter):
+    reporter = ProgressReporter(job_id, store, emitter, min_interval=60)  # nothing flushes on its own
+    assert reporter.start()
+    try:
+        reporter.progress(1, 10, "step 1 of 10")  # too soon after STARTED: held back
+        assert store.get(job_id)["current"] == 0
+        reporter.log("checkpoint written")
+    finally:
+        reporter.stop()
+    assert [(s["state"], s["current"], s["message"]) for s in store.history(job_id)] == [
+        ("PENDING", 0, "queued"), ("STARTED", 0, "started"),
+        ("PROGRESS", 1, "step 1 of 10"), ("PROGRESS", 1, "checkpoint written")]
+
+
+def test_a_held_back_value_goes_out_before_the_final_event(store, job_id, emitter):
+    reporter = ProgressReporter(job_id, store, emitter, min_interval=60)  # nothing flushes on its own
+    assert reporter.start()
+    try:
+        reporter.progress(3, 10, "step 3 of 10")  # too soon after STARTED: held back
+        assert store.get(job_id)["current"] == 0
+        reporter.finish("FAILURE", error="RuntimeError: disk full", message="failed")
+    finally:
+        reporter.stop()
+    assert [(s["state"], s["current"], s["message"]) for s in store.history(job_id)] == [
+        ("PENDING", 0, "queued"), ("STARTED", 0, "started"),
+        ("PROGRESS", 3, "step 3 of 10"), ("FAILURE", 3, "failed")]
+
+
 def test_the_keep_alive_thread_ends_when_the_job_was_ended_elsewhere(store, job_id):
     def body(reporter):
         store.update(job_id, state="LOST", message="lost")  # a web process gave up on it
@@ -135,6 +163,20 @@ def test_after_a_takeover_the_old_runner_can_change_nothing(store, job_id, emitt
         new.stop()
     assert [s["message"] for s in store.history(job_id)] == \
         ["queued", "started", "restarted (attempt 2)", "step 1 of 10"]
+
+
+def test_a_second_delivery_leaves_a_job_alone_while_its_runner_shows_life(store, job_id, emitter):
+    first = ProgressReporter(job_id, store, emitter, min_interval=0)
+    assert first.start()
+    second = ProgressReporter(job_id, store, emitter, min_interval=0)
+    try:
+        assert not second.start()  # it waits out a lease and a beat, then gives up
+        first.progress(1, 2, "step 1 of 2")  # the job is still the first runner's
+    finally:
+        first.stop()
+        second.stop()
+    assert store.get_field(job_id, "runner") == first.runner
+    assert [s["message"] for s in store.history(job_id)] == ["queued", "started", "step 1 of 2"]
 
 
 def test_a_runner_whose_job_was_taken_over_ends_quietly_and_leaves_it_alone(store, job_id, emitter):

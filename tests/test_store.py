@@ -176,6 +176,20 @@ def test_a_running_job_keeps_its_keys_alive_while_it_shows_life(store):
     assert store.touch(job_id) is True
 
 
+def test_a_sign_of_life_renews_a_running_jobs_lease(store):
+    """A keep-alive during a long step is what keeps a silent job from being declared LOST or
+    taken over: it must move the job's last sign of life to now."""
+    job_id = store.create("sleep", {})["job_id"]
+    store.update(job_id, state=STARTED)
+    key, running = f"notifier:job:{job_id}", "notifier:running"
+    store.redis.zadd(running, {key: store.redis.zscore(running, key) - 60})  # silent for a minute
+    assert store.stalled(older_than=30) == [job_id]
+    assert store.touch(job_id) is False
+    assert store.stalled(older_than=30) == []
+    with pytest.raises(JobRefused):  # nor may another delivery take it over
+        store.update(job_id, only_from=(STARTED,), stale_for=5, state=STARTED)
+
+
 def test_after_redis_forgets_the_scripts_a_change_still_happens_once(store):
     """A restarted Redis has no scripts loaded: the store's fast path falls back and loads them."""
     job_id = store.create("sleep", {})["job_id"]
