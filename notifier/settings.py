@@ -81,7 +81,7 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOWED_HOSTS))
     # Not in the public contract: tuning knobs with safe defaults.
     history_length: int = 1000
-    finished_ttl: float = 24 * 3600
+    finished_ttl: int = 24 * 3600  # seconds, whole: what Redis EXPIRE takes
     progress_min_interval: float = 0.1
     key_prefix: str = "notifier:"
 
@@ -126,7 +126,7 @@ class Settings:
             trusted_proxies=_count(env, "TRUSTED_PROXIES", 0),
             allowed_hosts=hosts or list(DEFAULT_ALLOWED_HOSTS),
             history_length=_above_zero(env, "JOB_HISTORY_LENGTH", 1000, int),
-            finished_ttl=_float(env, "JOB_FINISHED_TTL", 24 * 3600),
+            finished_ttl=_above_zero(env, "JOB_FINISHED_TTL", 24 * 3600, int),
             progress_min_interval=_float(env, "PROGRESS_MIN_INTERVAL", 0.1),
             key_prefix=env.get("NOTIFIER_KEY_PREFIX") or "notifier:",
         )
