@@ -58,6 +58,16 @@ def test_the_maximum_is_allowed_and_one_more_is_refused():
         assert "between" in invalid.value.errors[field]
 
 
+def test_the_minimum_is_allowed_and_one_less_is_refused():
+    assert clean_params({"limit": 2, "steps": 1, "interval": 0}, DECLARED) == \
+        {"limit": 2, "steps": 1, "interval": 0.0}
+    for params, field in (({"limit": 1}, "limit"), ({"limit": 7, "steps": 0}, "steps"),
+                          ({"limit": 7, "interval": -0.001}, "interval")):
+        with pytest.raises(ParamsInvalid) as invalid:
+            clean_params(params, DECLARED)
+        assert "between" in invalid.value.errors[field]
+
+
 @pytest.mark.parametrize("field, bounds", [("limit", "2 and 100"), ("interval", "0 and 2")])
 def test_a_number_too_large_for_a_float_is_out_of_range_not_a_crash(field, bounds):
     for value in (10**400, -(10**400)):

@@ -30,13 +30,17 @@ def test_every_update_bumps_seq_by_one_and_is_kept_in_history(store):
     assert history[-1] == snapshot
 
 
-def test_a_final_job_refuses_any_later_change(store):
+@pytest.mark.parametrize("final_state", [SUCCESS, FAILURE, REVOKED, LOST])
+def test_a_final_job_refuses_any_later_change(store, final_state):
     job_id = store.create("sleep", {})["job_id"]
-    final = store.update(job_id, state=SUCCESS, result={"ok": 1})
-    assert final["finished_at"] is not None and final["percent"] == 100.0
-    with pytest.raises(JobRefused) as refused:
-        store.update(job_id, state=PROGRESS, current=1)
-    assert refused.value.state == SUCCESS
+    store.update(job_id, state=STARTED)
+    final = store.update(job_id, state=final_state, result={"ok": 1} if final_state == SUCCESS else None)
+    assert final["finished_at"] is not None
+    assert final["percent"] == 100.0 or final_state != SUCCESS
+    for later in (PROGRESS, SUCCESS, FAILURE):
+        with pytest.raises(JobRefused) as refused:
+            store.update(job_id, state=later, current=1)
+        assert refused.value.state == final_state
     assert store.get(job_id)["seq"] == final["seq"]
 
 
