@@ -102,6 +102,18 @@ def test_live_events_at_or_below_what_a_client_has_are_not_sent_again(server):
     assert manager.tracked() == 0
 
 
+def test_only_events_passed_on_to_a_room_here_are_counted_as_relayed(server):
+    manager = server.manager
+    manager._handle_emit(job_event(1))  # nobody here watches "job"
+    assert manager.relayed == {"progress": 0, "finished": 0}
+    sid = connected(server, "eio-1")
+    manager.join_with_replay(sid, "job", None, lambda last_seq: ({"seq": 1, "finished_at": None}, []))
+    manager._handle_emit(job_event(2))
+    manager._handle_emit(job_event(3, final=True))
+    assert manager.relayed == {"progress": 1, "finished": 1}
+    assert received(server, "eio-1") == [("progress", 2), ("finished", 3)]
+
+
 # ---- the heartbeat shares the sockets: job events do not wait for all of it ----------------------
 
 @pytest.fixture

@@ -58,11 +58,11 @@ class OrderedRelay:
             state = self._rooms.get(room)
             if state is not None and seq <= state.resynced:
                 return None  # a resync already sent it, from the job store
-            self.relayed[message["event"]] += 1
             if state is None:
                 if room not in self.rooms.get(NAMESPACE, {}):
                     return None  # nobody here watches this job
                 state = self._rooms[room] = _Room()
+            self.relayed[message["event"]] += 1
             state.relayed = max(state.relayed, seq)
             skip = set(state.held)
             for sid, buffer in state.held.items():
