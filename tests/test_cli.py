@@ -34,6 +34,13 @@ def cli(stack, *args, env=None, timeout=60, stdin=""):
                           input=stdin)
 
 
+def watching(stack, job_id):
+    """``python -m jobclient watch JOB_ID --json`` started, to be read from and stopped by the test."""
+    return subprocess.Popen([sys.executable, "-m", "jobclient", "--url", stack.url, "watch", job_id,
+                             "--json"], cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def snapshots(stdout):
     return [json.loads(line) for line in stdout.splitlines()]
 
@@ -160,9 +167,7 @@ def test_watch_exits_non_zero_with_the_error_when_the_job_fails(stack):
 
 def test_watch_exits_non_zero_when_the_job_is_cancelled(stack):
     job = submit(stack.url, steps=200, interval=0.1)
-    watcher = subprocess.Popen([sys.executable, "-m", "jobclient", "--url", stack.url, "watch",
-                                job["job_id"], "--json"], cwd=ROOT, env=cli_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = watching(stack, job["job_id"])
     try:
         first = json.loads(watcher.stdout.readline())  # it is following the job
         assert first["seq"] == 0
@@ -196,9 +201,7 @@ def test_watch_exits_4_when_the_job_is_lost(stack):
 
 def test_watch_exits_130_when_interrupted(stack):
     job = submit(stack.url, steps=300, interval=0.1)
-    watcher = subprocess.Popen([sys.executable, "-m", "jobclient", "--url", stack.url, "watch",
-                                job["job_id"], "--json"], cwd=ROOT, env=cli_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watcher = watching(stack, job["job_id"])
     try:
         assert json.loads(watcher.stdout.readline())["seq"] == 0  # it is following the job
         watcher.send_signal(signal.SIGINT)  # Ctrl-C
