@@ -71,6 +71,7 @@ class ProgressReporter:
         self._lock = threading.Lock()  # the job's thread and the keep-alive thread take turns
         self._stop = threading.Event()
         self._wake = threading.Event()  # a throttled value is waiting for the keep-alive thread
+        self._keeper = None  # the keep-alive thread, once the job has started
         self._last_publish = float("-inf")
         self._pending = None  # the newest throttled-away progress, sent before anything else
 
@@ -169,14 +170,18 @@ class ProgressReporter:
                         raise _revoked() from None
                     return False
                 time.sleep(KEEPALIVE_INTERVAL)
-        threading.Thread(target=self._keep_alive, name=f"keepalive-{self.job_id[:8]}",
-                         daemon=True).start()
+        self._keeper = threading.Thread(target=self._keep_alive, daemon=True,
+                                        name=f"keepalive-{self.job_id[:8]}")
+        self._keeper.start()
         return True
 
     def stop(self):
-        """End the keep-alive thread (on every way out of a job)."""
+        """End the keep-alive thread (on every way out of a job) and wait for it: once the job's
+        task returns, nothing of its run touches the job any more."""
         self._stop.set()
         self._wake.set()
+        if self._keeper and self._keeper is not threading.current_thread():
+            self._keeper.join(KEEPALIVE_INTERVAL)
 
     def requeue(self, message):
         """The job waits for another run (Celery retries its task): PENDING again, not running."""

@@ -105,6 +105,23 @@ def test_the_keep_alive_thread_ends_when_the_job_was_ended_elsewhere(store, job_
              message="the keep-alive thread to end")
 
 
+def test_once_a_job_has_ended_its_keep_alive_thread_has_too_though_it_was_mid_touch(store, job_id, emitter):
+    reporter = ProgressReporter(job_id, store, emitter)
+    touching, touch = threading.Event(), store.touch
+
+    def slow_touch(*args, **kwargs):  # the keep-alive's write in flight as the job ends
+        touching.set()
+        time.sleep(KEEPALIVE_INTERVAL / 2)
+        return touch(*args, **kwargs)
+
+    reporter.store = type("SlowTouch", (), {"__getattr__": lambda _, name: getattr(store, name),
+                                            "touch": staticmethod(slow_touch)})()
+    assert reporter.start()
+    assert touching.wait(3 * KEEPALIVE_INTERVAL)
+    reporter.finish("SUCCESS", result={}, message="done")
+    assert not keepalive_threads(job_id)
+
+
 def test_a_cancel_that_arrives_during_the_last_step_lets_the_finished_work_win(store, job_id):
     def body(reporter):
         for step in reporter.steps(3):
