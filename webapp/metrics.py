@@ -30,6 +30,9 @@ class NotifierCollector:
         for event in (PROGRESS, FINISHED):
             relayed.add_metric([event], numbers["events_relayed"].get(event, 0))
         yield relayed
+        yield CounterMetricFamily("notifier_slow_clients_dropped",
+                                  "Clients this process disconnected for leaving too many events unread.",
+                                  value=numbers["slow_clients_dropped"])
 
 
 def init_app(app, kinds):

@@ -94,8 +94,8 @@ class ResyncingKombuManager(Resyncing, python_socketio.KombuManager):
         return self._listening(connect, listen)
 
 
-def relay_manager(url, store, channel="flask-socketio"):
+def relay_manager(url, store, channel="flask-socketio", max_backlog=None):
     """The client manager Flask-SocketIO would pick for ``url`` (same channel), made a
     Resyncing relay: Redis, or Kombu for ``amqp://`` and the rest."""
     manager = ResyncingRedisManager if url.startswith(("redis://", "rediss://")) else ResyncingKombuManager
-    return manager(url, channel=channel, store=store)
+    return manager(url, channel=channel, store=store, max_backlog=max_backlog)

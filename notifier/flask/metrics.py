@@ -18,6 +18,8 @@ def rooms_open(relay):
 
 
 def snapshot(relay):
-    """Every number at once: ``{"clients_connected", "rooms_open", "relay_tracked", "events_relayed"}``."""
+    """Every number at once: ``{"clients_connected", "rooms_open", "relay_tracked", "events_relayed",
+    "slow_clients_dropped"}``."""
     return {"clients_connected": clients_connected(relay), "rooms_open": rooms_open(relay),
-            "relay_tracked": relay.tracked(), "events_relayed": dict(relay.relayed)}
+            "relay_tracked": relay.tracked(), "events_relayed": dict(relay.relayed),
+            "slow_clients_dropped": relay.dropped}

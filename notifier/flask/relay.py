@@ -12,12 +12,15 @@ python-socketio internals overridden here and in ``listeners.py`` (read from pyt
 ``RedisManager._redis_listen_with_retries`` and ``KombuManager._listen``.
 """
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
 from notifier.events import FINISHED, NAMESPACE, PROGRESS, event_for
 
 OVERRIDDEN = ("_handle_emit", "basic_leave_room", "basic_close_room")
+
+log = logging.getLogger(__name__)
 
 
 def _snapshot_of(message):
@@ -39,12 +42,14 @@ class OrderedRelay:
     """Mixin for a python-socketio pub/sub manager: counts job events, and gives a subscriber that
     replays each seq once, in order."""
 
-    def __init__(self, *args, store, **kwargs):
+    def __init__(self, *args, store, max_backlog=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.store = store
+        self.max_backlog = max_backlog  # packets a client may have waiting (None: no limit)
         self._gate = threading.RLock()  # green under eventlet's and gevent's monkey patching
         self._rooms = {}  # job room -> _Room
         self.relayed = {PROGRESS: 0, FINISHED: 0}  # job events passed on, by event (metrics.py)
+        self.dropped = 0  # clients disconnected for reading too slowly (metrics.py)
 
     # ---- live events ----------------------------------------------------------------------------
 
@@ -54,6 +59,7 @@ class OrderedRelay:
                 or snapshot is None or not isinstance(snapshot.get("seq"), int)):
             return super()._handle_emit(message)
         seq = snapshot["seq"]
+        self._drop_slow_readers(room)
         with self._gate:  # deciding who is skipped and delivering to the rest is one step
             state = self._rooms.get(room)
             if state is not None and seq <= state.resynced:
@@ -77,6 +83,22 @@ class OrderedRelay:
                 given = [given] if isinstance(given, str) else list(given)
                 message = {**message, "skip_sid": given + sorted(skip)}
             return super()._handle_emit(message)
+
+    def _drop_slow_readers(self, room):
+        """Disconnect each client of ``room`` with more than ``max_backlog`` packets still to send:
+        it stopped reading, or reads far slower than its events come, and this process would
+        hold every later event for it. A client that reconnects resumes from its last seq."""
+        if not self.max_backlog:
+            return
+        sockets = self.server.eio.sockets
+        for sid, eio_sid in self.get_participants(NAMESPACE, room):  # a copy: closing may change it
+            session = sockets.get(eio_sid)
+            if session is None or session.closed or session.queue.qsize() <= self.max_backlog:
+                continue
+            log.warning("client %s reads too slowly (%d packets waiting): disconnected", sid,
+                        session.queue.qsize())
+            self.dropped += 1
+            session.close(wait=False, abort=True, reason=self.server.eio.reason.SERVER_DISCONNECT)
 
     def mark_resynced(self, room, seq):
         """Record that ``seq`` went to ``room`` from the job store: when the message queue brings

@@ -12,8 +12,16 @@ from .async_mode import fitting_async_mode
 from .listeners import relay_manager
 from .packet_log import quiet_malformed_packets
 from .polling import OversizedPollGuard
+from .websocket import whole_frames
 
 MAX_EVENT_BYTES = 16 * 1024  # the largest Socket.IO packet a client may send
+
+
+def backlog_limit(settings):
+    """How many packets a client may have waiting to be sent before it is dropped as too slow:
+    twice what its replay budget lets it ask for at once (two whole histories), so that a client
+    still taking in its replays is never mistaken for one that stopped reading."""
+    return 4 * settings.history_length
 
 
 def origin_checker(allowed):
@@ -44,8 +52,9 @@ def default_options(settings):
 
 
 def bind(app, socketio, settings, store):
-    """Serve ``app``'s Socket.IO with the notifier's relay, its long-polling guard and its quiet
-log of malformed packets; returns ``(socketio, relay)``.
+    """Serve ``app``'s Socket.IO with the notifier's relay (which drops clients that stopped
+    reading), its long-polling guard, websockets that write whole frames and its quiet log of
+    malformed packets; returns ``(socketio, relay)``.
 
     ``socketio`` may be None (one is made), an unbound ``SocketIO()`` (bound here) or one already
     bound to the app (its client manager is replaced, which must happen before it serves).
@@ -53,7 +62,7 @@ log of malformed packets; returns ``(socketio, relay)``.
     socketio = socketio if socketio is not None else SocketIO()
     url = socketio.server_options.get("message_queue") or settings.message_queue
     channel = socketio.server_options.get("channel") or "flask-socketio"
-    relay = relay_manager(url, store, channel=channel)
+    relay = relay_manager(url, store, channel=channel, max_backlog=backlog_limit(settings))
     if socketio.server is None:
         theirs = {k: v for k, v in socketio.server_options.items() if k not in ("message_queue", "channel")}
         socketio.server_options.clear()
@@ -66,5 +75,6 @@ log of malformed packets; returns ``(socketio, relay)``.
         relay.set_server(server)
     eio = socketio.server.eio
     app.wsgi_app = OversizedPollGuard(app.wsgi_app, eio, eio.max_http_buffer_size)
+    whole_frames(eio)
     quiet_malformed_packets(eio.logger)
     return socketio, relay
