@@ -37,9 +37,15 @@ class NotifierBackend:
         return [self.store.create("sleep", {"steps": 1, "interval": 0})["job_id"] for _ in range(n)]
 
     def begin(self, jobs, min_interval):
-        self.reporters = {job: self.reporter_module.ProgressReporter(job, self.store, self.emitter,
-                                                                     min_interval=min_interval)
-                          for job in jobs}
+        """Run ``jobs`` as a worker does: each started once by this process (it then holds the
+        job, and only it may report on it), its throttle set for this round."""
+        for job in jobs:
+            if job not in self.reporters:
+                reporter = self.reporter_module.ProgressReporter(job, self.store, self.emitter)
+                if not reporter.start():
+                    raise RuntimeError(f"job {job} is held by another publisher")
+                self.reporters[job] = reporter
+            self.reporters[job].min_interval = min_interval
 
     def report(self, job, value, message):
         self.reporters[job].progress(value, None, message)

@@ -37,7 +37,9 @@ class WholeFrames:
     def send(self, data, *flags):
         with self._sending:
             try:
-                self._sock.sendall(data, *flags)
+                sent = self._sock.send(data, *flags)  # one call, as before, when it all fits
+                if sent < len(data):
+                    self._sock.sendall(memoryview(data)[sent:], *flags)
             except TimeoutError:
                 try:
                     self._sock.shutdown(socket.SHUT_RDWR)
