@@ -6,6 +6,7 @@ import threading
 
 import requests
 import socketio
+import websocket
 from engineio import packet as engineio_packet
 from socketio import packet as socketio_packet
 
@@ -107,6 +108,16 @@ class Watcher:
             self.sio.disconnect()
         except Exception:
             pass
+
+
+def raw_websocket(url, receive_buffer=None, timeout=5):
+    """A raw Engine.IO websocket (no Socket.IO client in the way), its open packet read; with
+    ``receive_buffer``, its socket takes in at most about that many bytes unread."""
+    options = [(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)] if receive_buffer else []
+    ws = websocket.create_connection(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+                                     timeout=timeout, sockopt=options)
+    assert ws.recv().startswith("0{")
+    return ws
 
 
 def submit(url, kind="sleep", **params):

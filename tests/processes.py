@@ -259,3 +259,18 @@ def rss_bytes(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for {pid}")
+
+
+def tcp_connections(port):
+    """The TCP sockets of this machine whose local port is ``port``, from /proc/net/tcp and tcp6:
+    ``(remote port, state, bytes queued to send)`` each, the state in the kernel's hex ("01"
+    established, "08" close-wait)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+                if local == port:
+                    found.append((remote, fields[3], int(fields[4].split(":")[0], 16)))
+    return found

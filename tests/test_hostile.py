@@ -10,8 +10,8 @@ import requests
 import socketio
 import websocket
 
-from clients import Watcher, api_job, cancel, in_seq_order, metric, submit
-from processes import children, free_port, process_env, rss_bytes, wait_for
+from clients import Watcher, api_job, cancel, in_seq_order, metric, raw_websocket, submit
+from processes import children, free_port, process_env, rss_bytes, tcp_connections, wait_for
 
 FUZZ_ID = str(uuid.uuid4())
 MALFORMED = [
@@ -30,18 +30,11 @@ MALFORMED = [
 ]
 
 
-def _websocket(url):
-    ws = websocket.create_connection(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-                                     timeout=5)
-    assert ws.recv().startswith("0{")
-    return ws
-
-
 def _throw_malformed_packets(url):
     """One raw Engine.IO connection per packet, so each is judged on its own; then binary junk,
     an oversized frame and junk over HTTP long-polling."""
     for packet in MALFORMED:
-        ws = _websocket(url)
+        ws = raw_websocket(url)
         try:
             ws.send("40/jobs,")
             ws.send(packet)
@@ -50,7 +43,7 @@ def _throw_malformed_packets(url):
             pass
         finally:
             ws.close()
-    ws = _websocket(url)
+    ws = raw_websocket(url)
     try:
         ws.send_binary(b"\x00\x01\xffjunk")
         ws.send("40/jobs,")
@@ -247,13 +240,7 @@ def test_cross_origin_sockets_are_refused_unless_listed_and_submissions_are_rate
 
 def _server_sockets_in_close_wait(port):
     """The web process's sockets on ``port`` whose client has hung up but which it still holds."""
-    held = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                held += int(local.rsplit(":", 1)[1], 16) == port and state == "08"  # CLOSE_WAIT
-    return held
+    return sum(state == "08" for _, state, _ in tcp_connections(port))
 
 
 def _raw_post(port, path, body, timeout=10):
@@ -405,8 +392,6 @@ def test_the_replay_budget_refills_one_history_a_minute(monkeypatch):
 def test_a_client_asking_for_replays_it_never_reads_cannot_make_the_server_hold_them(processes, store):
     """100 replays of a 1,000-event job (333 KB each) asked for on one connection that never
     reads: without a bound the web process holds them all (about 45 MB) until the client goes."""
-    import socket
-
     web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
     [worker_pid] = children(web.pid)
     job_id = _job_with_events(store, 1000)
@@ -418,11 +403,8 @@ def test_a_client_asking_for_replays_it_never_reads_cannot_make_the_server_hold_
     wait_for(lambda: metric(web.url, "notifier_clients_connected") == 0, 30, message="no client")
     before = rss_bytes(worker_pid)
 
-    hostile = websocket.create_connection(
-        web.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5,
-        sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    hostile = raw_websocket(web.url, receive_buffer=4096)
     try:
-        hostile.recv()
         hostile.send("40/jobs,")
         for n in range(100):
             hostile.send('42/jobs,%d["subscribe",{"job_id":"%s","last_seq":-1}]' % (n, job_id))
@@ -443,7 +425,7 @@ def test_a_client_asking_for_replays_it_never_reads_cannot_make_the_server_hold_
 
 def test_malformed_packets_are_logged_as_one_warning_line_now_and_then_not_a_traceback_each(processes):
     web = processes.web(process_env(os.environ["REDIS_URL"], HEARTBEAT_INTERVAL=1))
-    ws = _websocket(web.url)
+    ws = raw_websocket(web.url)
     try:
         ws.send("40/jobs,")
         junk = ["42/jobs,[", "42/jobs,{}", '42/jobs,7["subscribe",{"last_seq":1%s}]' % ("0" * 400)]

@@ -4,7 +4,6 @@ buffer until the server's socket buffer toward it is full, under every server th
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -13,8 +12,8 @@ from dataclasses import replace
 import pytest
 import websocket
 
-from clients import Watcher, metric
-from processes import process_env, wait_for
+from clients import Watcher, metric, raw_websocket
+from processes import process_env, tcp_connections, wait_for
 from notifier import events
 from notifier.store import JobStore
 
@@ -25,9 +24,7 @@ MESSAGE = "m" * 900  # about 1 KB per event on the wire
 
 def _connect_stalling(url):
     """A raw Engine.IO websocket on /jobs whose socket takes in at most a few KB unread."""
-    ws = websocket.create_connection(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
-                                     timeout=10, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
-    assert ws.recv().startswith("0{")
+    ws = raw_websocket(url, receive_buffer=4096, timeout=10)
     ws.send("40/jobs,")
     assert ws.recv().startswith("40/jobs,{")
     return ws
@@ -35,13 +32,10 @@ def _connect_stalling(url):
 
 def _tcp(server_port, client_port):
     """(state, bytes the server has queued toward the client) of the server's end of a
-    connection, from /proc/net/tcp; None once the server has let go of it."""
-    with open("/proc/net/tcp") as table:
-        for line in table.read().splitlines()[1:]:
-            fields = line.split()
-            local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
-            if (local, remote) == (server_port, client_port):
-                return fields[3], int(fields[4].split(":")[0], 16)
+    connection; None once the server has let go of it."""
+    for remote, state, queued in tcp_connections(server_port):
+        if remote == client_port:
+            return state, queued
     return None
 
 

@@ -51,6 +51,12 @@ class ReplayBudget:
         self.left -= cost
 
 
+def replay_burst(history_length):
+    """The replayed events one connection may ask for at once: a page's first load, and a
+    reload, of a whole history."""
+    return 2 * history_length
+
+
 def _error(code, message):
     return {"ok": False, "error": {"code": code, "message": message}}
 
@@ -80,7 +86,7 @@ class JobsNamespace(Namespace):
         super().__init__(namespace)
         self.relay, self.store = relay, store
         self.rules = rules or HostRules()
-        self.replay_burst = 2 * history_length  # a page's first load, and a reload, of a whole history
+        self.replay_burst = replay_burst(history_length)
         self.budgets = {}  # sid -> ReplayBudget, for as long as the connection lasts
         self._on_connect = on_connect
 

@@ -93,10 +93,10 @@ class OrderedRelay:
         sockets = self.server.eio.sockets
         for sid, eio_sid in self.get_participants(NAMESPACE, room):  # a copy: closing may change it
             session = sockets.get(eio_sid)
-            if session is None or session.closed or session.queue.qsize() <= self.max_backlog:
+            waiting = session.queue.qsize() if session is not None and not session.closed else 0
+            if waiting <= self.max_backlog:
                 continue
-            log.warning("client %s reads too slowly (%d packets waiting): disconnected", sid,
-                        session.queue.qsize())
+            log.warning("client %s reads too slowly (%d packets waiting): disconnected", sid, waiting)
             self.dropped += 1
             session.close(wait=False, abort=True, reason=self.server.eio.reason.SERVER_DISCONNECT)
 

@@ -10,6 +10,7 @@ from flask_socketio import SocketIO
 
 from .async_mode import fitting_async_mode
 from .listeners import relay_manager
+from .namespace import replay_burst
 from .packet_log import quiet_malformed_packets
 from .polling import OversizedPollGuard
 from .websocket import whole_frames
@@ -19,9 +20,9 @@ MAX_EVENT_BYTES = 16 * 1024  # the largest Socket.IO packet a client may send
 
 def backlog_limit(settings):
     """How many packets a client may have waiting to be sent before it is dropped as too slow:
-    twice what its replay budget lets it ask for at once (two whole histories), so that a client
-    still taking in its replays is never mistaken for one that stopped reading."""
-    return 4 * settings.history_length
+    twice what its replay budget lets it ask for at once, so that a client still taking in its
+    replays is never mistaken for one that stopped reading."""
+    return 2 * replay_burst(settings.history_length)
 
 
 def origin_checker(allowed):

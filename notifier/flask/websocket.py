@@ -12,6 +12,7 @@ simple-websocket's, so a write to a client that stopped reading would wait for g
 socket whose ``send`` sends everything (one frame at a time) and which has Engine.IO's timeout.
 And once Engine.IO closes one of them, it stops reading from it, so that the connection ends
 even if the client goes on sending.
+
 Eventlet's, uWSGI's and gevent-websocket's websockets already write whole frames and are left as
 they are. Read from python-engineio 4.15 and simple-websocket 1.1, which pyproject.toml pins
 (``Server._async``, ``SimpleWebSocketWSGI.ws`` and ``simple_websocket.Server.sock``);
@@ -41,12 +42,16 @@ class WholeFrames:
                 if sent < len(data):
                     self._sock.sendall(memoryview(data)[sent:], *flags)
             except TimeoutError:
-                try:
-                    self._sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already gone
+                self.shut(socket.SHUT_RDWR)
                 raise BrokenPipeError("the client read nothing within the websocket's timeout") from None
         return len(data)
+
+    def shut(self, how):
+        """Shut the socket down (``socket.SHUT_RD``, ``SHUT_RDWR``), if it is not gone already."""
+        try:
+            self._sock.shutdown(how)
+        except OSError:
+            pass
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -75,9 +80,6 @@ def whole_frames(engineio_server):
             it, and takes the connection up again when the client sends more, so a closed
             session's connection would last as long as its client kept talking."""
             super().close()
-            try:
-                self.ws.sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass  # already gone
+            self.ws.sock.shut(socket.SHUT_RD)
 
     engineio_server._async = {**engineio_server._async, "websocket": WholeFramesWebSocket}
